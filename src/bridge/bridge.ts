@@ -1,0 +1,235 @@
+import type { Logger } from 'pino';
+import type { Config } from '../config/types.js';
+import { describeError } from '../errors.js';
+import { Replayer } from '../kafka/replayer.js';
+import type { KafkaClientFactory } from '../kafka/kafkajs-client.js';
+import type { Pending, WriteErrorKind } from '../kafka/types.js';
+import { WriterPool } from '../kafka/writer-pool.js';
+import type { InboundMessage, MqttSource } from '../mqtt/types.js';
+import type { HealthState } from '../observability/http.js';
+import type { Telemetry } from '../observability/telemetry.js';
+import type { Spool, SpoolDeps, SpoolRow } from '../spool/types.js';
+import { deadLetterRecord, pending, recordBytes, standardHeaders } from './records.js';
+import type { DeadLetterReason, Transform } from './types.js';
+
+/** The parts the bridge wires; each is created by its module's factory (see src/main.ts). */
+export interface BridgeParts {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly telemetry: Telemetry;
+  readonly transform: Transform;
+  readonly kafka: KafkaClientFactory;
+  /** Opens the spool with the callbacks the bridge provides. */
+  readonly openSpool: (deps: SpoolDeps) => Spool;
+  /** Creates the MQTT source delivering to `onMessage`. */
+  readonly createSource: (onMessage: (msg: InboundMessage) => void) => MqttSource;
+}
+
+/**
+ * Ingest → transform → writers, over bounded queues. The only bound needed is the MQTT
+ * source's in-flight limit: every message in the transform queue, a writer queue, a produce
+ * request or a pending spool commit is unsettled, so all of them together never exceed
+ * MAX_IN_FLIGHT_MESSAGES; at that bound the source stops reading and the broker holds the rest.
+ */
+export class Bridge implements HealthState {
+  private readonly log: Logger;
+  private readonly source: MqttSource;
+  private readonly spool: Spool;
+  private readonly pool: WriterPool;
+  private readonly replayer: Replayer;
+  private queue: InboundMessage[] = [];
+  private transformScheduled = false;
+  private closing: Promise<void> | undefined;
+  private started = false;
+
+  constructor(private readonly parts: BridgeParts) {
+    const { config, logger, telemetry } = parts;
+    this.log = logger.child({ component: 'bridge' });
+    this.spool = parts.openSpool({
+      onCommitted: (entries) => {
+        telemetry.spoolCommitted(entries.length);
+        this.settle(entries, 'spool');
+      },
+      onDroppedPending: (entries, reason) => {
+        telemetry.droppedRecords(reason, entries.map((e) => ({ topic: e.record.topic, key: e.record.key })));
+        this.settle(entries, undefined);
+      },
+      onDroppedRows: (rows, reason) => telemetry.droppedRecords(reason, rows),
+      onWriteError: (err) => telemetry.spoolWriteError(describeError(err)),
+    });
+    this.pool = new WriterPool(
+      config.kafka,
+      {
+        logger,
+        telemetry,
+        createClient: (name) => parts.kafka.create(name),
+        spool: this.spool,
+        onWritten: (entries) => this.settle(entries, 'kafka'),
+        onRejected: (entries, kind) => this.rejected(entries, kind),
+      },
+      this.spool.stats().rows > 0,
+    );
+    this.replayer = new Replayer(config, {
+      logger,
+      telemetry,
+      client: parts.kafka.create('replay'),
+      spool: this.spool,
+      onDrained: () => this.pool.switchAllToDirect(),
+      spooling: () => this.pool.spoolingWorkers > 0,
+      onRejected: (row, kind) => this.rejectedRow(row, kind),
+    });
+    this.source = parts.createSource((msg) => this.enqueue(msg));
+    telemetry.attach({
+      inFlight: () => this.source.inFlight,
+      unacked: () => this.source.unacked,
+      intakePaused: () => this.source.paused,
+      queueDepth: () => ({ transform: this.queue.length, writer: this.pool.queued }),
+      spool: () => this.spool.stats(),
+      ready: () => this.ready().ok,
+    });
+  }
+
+  /** Starts the replayer and the MQTT source; resolves once subscribed. */
+  async start(): Promise<void> {
+    this.started = true;
+    this.replayer.start();
+    await this.source.start();
+  }
+
+  private enqueue(msg: InboundMessage): void {
+    this.queue.push(msg);
+    if (!this.transformScheduled) {
+      this.transformScheduled = true;
+      setImmediate(() => this.transformLoop());
+    }
+  }
+
+  /** Maps everything queued, in order, and hands the records to the writers. */
+  private transformLoop(): void {
+    this.transformScheduled = false;
+    const batch = this.queue;
+    this.queue = [];
+    const { transform, telemetry, config } = this.parts;
+    for (const msg of batch) {
+      const r = transform.apply(msg);
+      telemetry.messageReceived(r.route);
+      if (r.kind === 'skip') {
+        telemetry.messageSkipped(r.route, r.reason);
+        this.source.settle(msg.seq);
+        continue;
+      }
+      if (r.kind === 'dead') {
+        this.deadLetter(msg, r.reason, r.route, r.detail);
+        continue;
+      }
+      const headers = standardHeaders(msg);
+      for (const [k, v] of Object.entries(r.headers)) headers[k] = v;
+      const record = { topic: r.topic, key: r.key, value: r.value, headers, timestampMs: msg.receivedAtMs };
+      const size = recordBytes(record);
+      if (size > config.mapping.maxMessageBytes) {
+        this.deadLetter(msg, 'too_large', r.route, `record is ${size} bytes; KAFKA_MAX_MESSAGE_BYTES is ${config.mapping.maxMessageBytes}`);
+        continue;
+      }
+      this.pool.submit(pending(msg, record));
+    }
+  }
+
+  private deadLetter(msg: InboundMessage, reason: DeadLetterReason, route: string, detail: string): void {
+    const { config, telemetry } = this.parts;
+    telemetry.deadLettered(reason, { route, mqttTopic: msg.topic, detail, id: msg.id });
+    const record = deadLetterRecord(msg, config.mapping.dlqTopic, config.mapping.maxMessageBytes, reason, route, detail);
+    this.pool.submit(pending(msg, record));
+  }
+
+  /** Kafka refused a record for good (too large despite the check): dead-letter it, cut to fit. */
+  private rejected(entries: readonly Pending[], kind: WriteErrorKind): void {
+    for (const e of entries) {
+      if (e.record.topic === this.parts.config.mapping.dlqTopic) {
+        // Even the dead letter was refused: count it as dropped rather than loop.
+        this.parts.telemetry.droppedRecords('rejected_by_kafka', [{ topic: e.record.topic, key: e.record.key }]);
+        this.settle([e], undefined);
+        continue;
+      }
+      const msg = inboundFromPending(e);
+      this.deadLetter(msg, 'rejected_by_kafka', 'kafka', `Kafka refused the record (${kind})`);
+    }
+  }
+
+  private async rejectedRow(row: SpoolRow, kind: WriteErrorKind): Promise<void> {
+    this.parts.telemetry.droppedRecords('rejected_by_kafka', [{ topic: row.record.topic, key: row.record.key }]);
+    this.log.error({ topic: row.record.topic, messageId: row.id, kind }, 'Kafka refused a spooled record for good; dropped from the spool');
+  }
+
+  private settle(entries: readonly Pending[], where: 'kafka' | 'spool' | undefined): void {
+    const times: number[] = [];
+    for (const e of entries) {
+      if (e.seq >= 0) this.source.settle(e.seq);
+      times.push(e.receivedAtMs);
+    }
+    if (where) this.parts.telemetry.durable(times, where);
+  }
+
+  // --- health ---
+  /** Alive while the replay timer keeps firing (the event loop answering this request is the other half). */
+  live(): { ok: boolean; detail: Record<string, unknown> } {
+    const sinceTickMs = Date.now() - this.replayer.lastTickMs;
+    const ok = sinceTickMs < 3 * this.parts.config.spool.replayIntervalMs + 30_000;
+    return { ok, detail: { mqtt: this.source.state, spooling: this.pool.spoolingWorkers > 0, replayTimerAgeMs: sinceTickMs } };
+  }
+
+  ready(): { ok: boolean; detail: Record<string, unknown> } {
+    const subscribed = this.source.state === 'subscribed';
+    const spoolStats = this.spool.stats();
+    const spooling = this.pool.spoolingWorkers > 0;
+    const kafkaWritable = !spooling && this.pool.lastWriteOk;
+    const spoolAccepting = !spoolStats.blocked;
+    const ok = this.started && !this.closing && subscribed && (kafkaWritable || spoolAccepting);
+    return {
+      ok,
+      detail: { mqtt: this.source.state, kafkaWritable, spooling, spoolAccepting, spoolRows: spoolStats.rows, inFlight: this.source.inFlight },
+    };
+  }
+
+  /**
+   * Graceful stop, in a fixed order, each step surviving the failure of the one before:
+   * stop intake → map what is queued → writers drain (to Kafka, or to the spool at the
+   * deadline) → replayer stops → PUBACK what became durable and disconnect → close the spool.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const deadline = Date.now() + Math.max(this.parts.config.shutdownTimeoutMs - 2000, 500);
+      const step = async (name: string, fn: () => unknown) => {
+        try {
+          await fn();
+          this.log.info({ step: name }, 'shutdown step done');
+        } catch (err) {
+          this.log.error({ step: name, err: describeError(err) }, 'shutdown step failed; continuing');
+        }
+      };
+      await step('stop intake', () => this.source.pause());
+      await step('map queued messages', () => this.transformLoop());
+      await step('drain writers', () => this.pool.close(deadline));
+      await step('stop replay', () => this.replayer.stop());
+      await step('commit spool', () => this.spool.flush());
+      await step('disconnect MQTT', () => this.source.close());
+      await step('close spool', () => this.spool.close());
+      await step('close Kafka clients', () => this.parts.kafka.close());
+    })();
+    return this.closing;
+  }
+}
+
+/** Rebuilds enough of the inbound message from a pending record to dead-letter it. */
+function inboundFromPending(e: Pending): InboundMessage {
+  const h = e.record.headers;
+  return {
+    seq: e.seq,
+    id: e.id,
+    topic: h['mqtt.topic'] ?? e.record.topic,
+    payload: e.record.value,
+    qos: Number(h['mqtt.qos'] ?? 0) as 0 | 1,
+    retain: h['mqtt.retain'] === 'true',
+    dup: h['mqtt.dup'] === 'true',
+    receivedAtMs: e.receivedAtMs,
+  };
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env node
+import { config as loadDotenv } from 'dotenv';
+import { loadConfig } from './config/load.js';
+import { BridgeError, ConfigError, describeError } from './errors.js';
+import { runBridge } from './main.js';
+import { createLogger } from './observability/logger.js';
+
+/**
+ * Entry point: `npm start`. Reads the environment (and .env, which never overrides what is
+ * already set), validates it once, runs the bridge, stops gracefully on SIGTERM/SIGINT.
+ * Exit codes: 0 clean stop, 1 forced or failed stop, 2 invalid configuration, 3 spool unusable.
+ */
+async function main(): Promise<void> {
+  loadDotenv({ quiet: true });
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`mqtt-kafka-spool: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createLogger(config.logLevel);
+  let running;
+  try {
+    running = await runBridge(config, logger);
+  } catch (err) {
+    const code = err instanceof BridgeError && err.code === 'BRIDGE_ERR_SPOOL_OPEN' ? 3 : err instanceof ConfigError ? 2 : 1;
+    logger.fatal({ err: describeError(err) }, 'cannot start');
+    process.stderr.write(`mqtt-kafka-spool: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(code);
+  }
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals++;
+    if (signals > 1) {
+      logger.warn({ signal }, 'second signal: exiting now; unacknowledged messages will be redelivered by the broker');
+      process.exit(1);
+    }
+    logger.info({ signal, timeoutMs: config.shutdownTimeoutMs }, 'stopping: draining in-flight messages');
+    const timer = setTimeout(() => {
+      logger.error({ code: 'BRIDGE_ERR_SHUTDOWN_TIMEOUT' }, 'graceful stop took longer than SHUTDOWN_TIMEOUT_MS; exiting');
+      process.exit(1);
+    }, config.shutdownTimeoutMs);
+    timer.unref();
+    running.stop().then(
+      () => {
+        logger.info('stopped');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err: describeError(err) }, 'stop failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+void main();

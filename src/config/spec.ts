@@ -1,0 +1,107 @@
+import { z } from 'zod';
+
+/**
+ * Every environment variable the bridge reads, with its default and meaning. This table is
+ * the single source of truth: `loadConfig` validates against it, `.env.example` and the
+ * README configuration table are checked against it by unit tests.
+ */
+export interface VarSpec {
+  /** Environment variable name. */
+  readonly env: string;
+  /** Default as the user would write it in .env; undefined = no default. */
+  readonly default?: string;
+  /** One line for .env.example and the README. */
+  readonly doc: string;
+  /** Validates and converts the raw string. */
+  readonly schema: z.ZodType;
+  /** May be given as `<env>_FILE` (a path whose content is the value); never logged. */
+  readonly secret?: boolean;
+  /** Grouping for the README table and .env.example. */
+  readonly group: 'mqtt' | 'kafka' | 'mapping' | 'spool' | 'runtime';
+}
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .trim()
+    .regex(/^-?\d+$/, 'must be an integer')
+    .transform(Number)
+    .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+
+const bool = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .refine((v) => ['true', 'false', '1', '0', 'yes', 'no'].includes(v), 'must be true or false')
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const nonEmpty = z.string().trim().min(1, 'must not be empty');
+const str = z.string();
+
+const list = z
+  .string()
+  .transform((v) =>
+    v
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0),
+  );
+
+const oneOf = <T extends string>(values: readonly [T, ...T[]]) =>
+  z
+    .string()
+    .trim()
+    .toLowerCase()
+    .pipe(z.enum(values, { error: `must be one of ${values.join(', ')}` }));
+
+export const VARS: readonly VarSpec[] = [
+  // --- MQTT ---
+  { group: 'mqtt', env: 'MQTT_BROKER', doc: 'MQTT broker host name, or a URL (mqtt://, mqtts://, ws://, wss://). Required.', schema: nonEmpty },
+  { group: 'mqtt', env: 'MQTT_PORT', default: '1883', doc: 'MQTT broker port (ignored when MQTT_BROKER is a URL with a port).', schema: int(1, 65535) },
+  { group: 'mqtt', env: 'MQTT_TOPIC', doc: 'Topic filter(s) to subscribe to; a comma-separated list means several subscriptions. Required.', schema: list.pipe(z.array(z.string()).min(1, 'must name at least one topic filter')) },
+  { group: 'mqtt', env: 'MQTT_CLIENT_ID', default: '%h', doc: 'MQTT client id; %h expands to the host name. Must be stable across restarts: it names the persistent session.', schema: nonEmpty },
+  { group: 'mqtt', env: 'MQTT_QOS', default: '1', doc: 'Subscription QoS: 1 (at-least-once, default) or 0 (best effort).', schema: int(0, 1) },
+  { group: 'mqtt', env: 'MQTT_VERSION', default: '5', doc: 'MQTT protocol version: 5 or 4 (= 3.1.1).', schema: int(4, 5) },
+  { group: 'mqtt', env: 'MQTT_SESSION_EXPIRY_S', default: '86400', doc: 'MQTT 5 session expiry: how long the broker keeps the session (and queues messages) while the bridge is away.', schema: int(1, 4294967295) },
+  { group: 'mqtt', env: 'MQTT_KEEPALIVE_S', default: '60', doc: 'MQTT keepalive interval in seconds.', schema: int(1, 65535) },
+  { group: 'mqtt', env: 'MQTT_RECONNECT_MS', default: '1000', doc: 'Delay between MQTT reconnect attempts.', schema: int(100) },
+  { group: 'mqtt', env: 'MQTT_USERNAME', doc: 'MQTT user name.', schema: str },
+  { group: 'mqtt', env: 'MQTT_PASSWORD', doc: 'MQTT password (or MQTT_PASSWORD_FILE).', schema: str, secret: true },
+  { group: 'mqtt', env: 'MAX_IN_FLIGHT_MESSAGES', default: '10000', doc: 'Messages received but not yet durable (in Kafka or the spool). At this bound the bridge stops reading from MQTT; also sent to MQTT 5 brokers as Receive Maximum (capped at 65535).', schema: int(1, 1_000_000) },
+
+  // --- Kafka ---
+  { group: 'kafka', env: 'KAFKA_BROKER', doc: 'Kafka bootstrap host (with KAFKA_PORT). Either this or KAFKA_BROKERS is required.', schema: nonEmpty },
+  { group: 'kafka', env: 'KAFKA_PORT', default: '9092', doc: 'Kafka bootstrap port used with KAFKA_BROKER.', schema: int(1, 65535) },
+  { group: 'kafka', env: 'KAFKA_BROKERS', doc: 'Comma-separated host:port list of Kafka bootstrap brokers (instead of KAFKA_BROKER/KAFKA_PORT).', schema: list },
+  { group: 'kafka', env: 'KAFKA_CLIENT_ID', default: 'mqtt-kafka-spool', doc: 'Kafka client id.', schema: nonEmpty },
+  { group: 'kafka', env: 'KAFKA_WORKERS', default: '4', doc: 'Writer workers. A record goes to worker hash(key) % N; each has one produce request in flight.', schema: int(1, 64) },
+  { group: 'kafka', env: 'KAFKA_AUTO_CREATE_TOPICS', default: 'false', doc: 'Let the producer create missing topics (the broker must allow it too).', schema: bool },
+  { group: 'kafka', env: 'KAFKA_BATCH_MAX_MESSAGES', default: '2000', doc: 'Most records a worker sends in one produce request.', schema: int(1, 100_000) },
+  { group: 'kafka', env: 'KAFKA_BATCH_MAX_BYTES', default: '524288', doc: 'Most record bytes a worker sends in one produce request (keep below the broker\'s message.max.bytes).', schema: int(1024) },
+  { group: 'kafka', env: 'KAFKA_WRITE_TIMEOUT_MS', default: '10000', doc: 'A produce request not acknowledged within this time counts as failed; its records go to the spool.', schema: int(100) },
+  { group: 'kafka', env: 'KAFKA_CONNECT_TIMEOUT_MS', default: '5000', doc: 'Kafka connection timeout.', schema: int(100) },
+  { group: 'kafka', env: 'KAFKA_COMPRESSION', default: 'none', doc: 'Produce compression: none or gzip.', schema: oneOf(['none', 'gzip']) },
+
+  // --- Mapping ---
+  { group: 'mapping', env: 'KAFKA_TOPIC', doc: 'Write every message to this topic. Unset: derive the topic from the MQTT topic.', schema: nonEmpty },
+  { group: 'mapping', env: 'KAFKA_TOPIC_SEPARATOR', default: '_', doc: "Replaces '/' when deriving a Kafka topic from an MQTT topic: '_', '.' or '-'.", schema: z.enum(['_', '.', '-'], { error: "must be '_', '.' or '-'" }) },
+  { group: 'mapping', env: 'DLQ_TOPIC', default: 'mqtt-dead-letter', doc: 'Dead-letter topic for messages that cannot be delivered as asked (reason in headers).', schema: nonEmpty },
+  { group: 'mapping', env: 'KAFKA_MAX_MESSAGE_BYTES', default: '1000000', doc: "Largest record (value + key + headers) sent to Kafka; larger ones are dead-lettered. Keep it at or below the broker's message.max.bytes.", schema: int(1024) },
+  { group: 'mapping', env: 'MESSAGE_FORMAT', default: 'raw', doc: 'Record value: raw (payload bytes unchanged) or envelope (Metamorphosis JSON {"topic","content":base64}).', schema: oneOf(['raw', 'envelope']) },
+
+  // --- Spool ---
+  { group: 'spool', env: 'SPOOL_PATH', default: './data/spool.db', doc: 'SQLite spool file. Its directory must be writable and on persistent storage.', schema: nonEmpty },
+  { group: 'spool', env: 'SPOOL_REPLAY_INTERVAL_MS', default: '10000', doc: 'How often the spool probes Kafka and replays.', schema: int(100) },
+  { group: 'spool', env: 'SPOOL_MAX_BYTES', default: '1073741824', doc: 'Spool size bound (payload + key + headers bytes). At the bound SPOOL_FULL_POLICY applies.', schema: int(1024) },
+  { group: 'spool', env: 'SPOOL_MAX_AGE_MS', default: '0', doc: 'Records older than this are dropped from the spool (counted, logged). 0 = keep until delivered.', schema: int(0) },
+  { group: 'spool', env: 'SPOOL_FULL_POLICY', default: 'block', doc: 'When the spool is full: block (stop reading MQTT; the broker keeps messages), drop_oldest or drop_newest.', schema: oneOf(['block', 'drop_oldest', 'drop_newest']) },
+  { group: 'spool', env: 'SPOOL_COMMIT_LINGER_MS', default: '2', doc: 'Group commit: how long the spool waits to gather more records into one transaction.', schema: int(0, 1000) },
+
+  // --- Runtime ---
+  { group: 'runtime', env: 'HEALTH_PORT', default: '8080', doc: 'HTTP port for /healthz, /readyz and /metrics.', schema: int(0, 65535) },
+  { group: 'runtime', env: 'HEALTH_HOST', default: '0.0.0.0', doc: 'Address the HTTP server listens on.', schema: nonEmpty },
+  { group: 'runtime', env: 'LOG_LEVEL', default: 'info', doc: 'trace, debug, info, warn, error or fatal.', schema: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal']) },
+  { group: 'runtime', env: 'SHUTDOWN_TIMEOUT_MS', default: '25000', doc: 'Graceful stop budget (SIGTERM): drain, flush, PUBACK; a second signal forces exit.', schema: int(100) },
+];
+
+export const VARS_BY_NAME: ReadonlyMap<string, VarSpec> = new Map(VARS.map((v) => [v.env, v]));

@@ -1,0 +1,49 @@
+/** The validated, frozen configuration. Units are in the names. See src/config/spec.ts. */
+export interface Config {
+  readonly mqtt: {
+    /** mqtt://host:port, mqtts://, ws:// or wss:// */
+    readonly url: string;
+    readonly topics: readonly string[];
+    readonly clientId: string;
+    readonly qos: 0 | 1;
+    readonly protocolVersion: 4 | 5;
+    readonly sessionExpiryS: number;
+    readonly keepaliveS: number;
+    readonly reconnectMs: number;
+    readonly username?: string | undefined;
+    readonly password?: string | undefined;
+    /** Messages received and not yet durable; at this bound reading stops. */
+    readonly maxInFlight: number;
+  };
+  readonly kafka: {
+    readonly brokers: readonly string[];
+    readonly clientId: string;
+    readonly workers: number;
+    readonly autoCreateTopics: boolean;
+    readonly batchMaxMessages: number;
+    readonly batchMaxBytes: number;
+    readonly writeTimeoutMs: number;
+    readonly connectTimeoutMs: number;
+    readonly compression: 'none' | 'gzip';
+  };
+  readonly mapping: {
+    readonly topic?: string | undefined;
+    readonly separator: '_' | '.' | '-';
+    readonly format: 'raw' | 'envelope';
+    readonly dlqTopic: string;
+    readonly maxMessageBytes: number;
+  };
+  readonly spool: {
+    readonly path: string;
+    readonly replayIntervalMs: number;
+    readonly maxBytes: number;
+    readonly maxAgeMs: number;
+    readonly fullPolicy: 'block' | 'drop_oldest' | 'drop_newest';
+    readonly commitLingerMs: number;
+  };
+  readonly http: { readonly port: number; readonly host: string };
+  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+  readonly shutdownTimeoutMs: number;
+  /** Non-fatal findings (unknown variables), logged once at start. */
+  readonly warnings: readonly string[];
+}

@@ -1,0 +1,50 @@
+/** A record ready for Kafka. Header values are UTF-8 strings. */
+export interface OutRecord {
+  readonly topic: string;
+  /** Partitioning key; null only when a route asks for no key. */
+  readonly key: string | null;
+  readonly value: Buffer;
+  readonly headers: Readonly<Record<string, string>>;
+  /** Record timestamp, ms since epoch (the MQTT receive time). */
+  readonly timestampMs: number;
+}
+
+/**
+ * A record travelling through the writers, with what it takes to acknowledge it.
+ * `seq` is the MQTT receive sequence to settle once durable (-1: nothing to settle, e.g. spool replay).
+ */
+export interface Pending {
+  readonly record: OutRecord;
+  readonly seq: number;
+  /** Stable message id (also in the `mqtt.message_id` header): duplicates share it. */
+  readonly id: string;
+  /** hash(key) used to pick the worker and the spool order class. */
+  readonly keyHash: number;
+  readonly receivedAtMs: number;
+  /** Approximate size in bytes (value + key + headers), for batch and spool bounds. */
+  readonly bytes: number;
+}
+
+/**
+ * The Kafka client behind the writers' own small interface, so the library can be swapped.
+ * One instance serves one worker: one produce request in flight at a time.
+ */
+export interface KafkaProducerClient {
+  /** Writes all records with acks=all. Resolves only when every record is acknowledged. */
+  send(records: readonly OutRecord[]): Promise<void>;
+  /** Throws unless Kafka answers (metadata request). */
+  probe(): Promise<void>;
+  /** Drops the underlying producer and makes a fresh one (fatal idempotence errors, stuck producer). */
+  recreate(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Classifies a failed write for metrics and logs. */
+export type WriteErrorKind =
+  | 'timeout'
+  | 'connection'
+  | 'leader_unavailable'
+  | 'topic_missing'
+  | 'too_large'
+  | 'fatal_producer'
+  | 'unknown';

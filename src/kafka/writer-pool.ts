@@ -1,0 +1,249 @@
+import type { Logger } from 'pino';
+import type { Config } from '../config/types.js';
+import { describeError } from '../errors.js';
+import type { Spool } from '../spool/types.js';
+import { workerFor } from './hash.js';
+import { classifyKafkaError } from './kafkajs-client.js';
+import type { KafkaProducerClient, Pending, WriteErrorKind } from './types.js';
+
+/** What the writers report; implemented by src/observability. */
+export interface WriterTelemetry {
+  written(records: number, bytes: number, latencyMs: number, path: 'direct' | 'replay'): void;
+  writeError(kind: WriteErrorKind, path: 'direct' | 'replay'): void;
+  workersSpooling(count: number, total: number): void;
+}
+
+export interface WriterPoolDeps {
+  readonly logger: Logger;
+  readonly telemetry: WriterTelemetry;
+  readonly createClient: (name: string) => KafkaProducerClient;
+  readonly spool: Spool;
+  /** These entries are acknowledged by Kafka (acks=all): settle them. */
+  readonly onWritten: (entries: readonly Pending[]) => void;
+  /** Kafka refused these single records for good (too large): dead-letter them. */
+  readonly onRejected: (entries: readonly Pending[], kind: WriteErrorKind) => void;
+}
+
+export type WritePath = 'direct' | 'spooling';
+
+/**
+ * The topic-hash writer pool. A record goes to worker hash(key) % N. Each worker has one
+ * produce request in flight and sends everything that queued meanwhile as one batch, so
+ * per-key order holds and throughput comes from batching.
+ *
+ * When a worker's write fails it switches to the spooling path: the failed batch, then its
+ * queue, then every later record go to the spool in that order, so a key's records are never
+ * both pending in memory and spooled, and never overtake each other. The replayer switches
+ * workers back once the spool is empty.
+ */
+export class WriterPool {
+  private readonly workers: Worker[];
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    private readonly config: Config['kafka'],
+    private readonly deps: WriterPoolDeps,
+    /** Start on the spooling path (the spool holds records from an earlier run). */
+    startSpooling: boolean,
+  ) {
+    this.workers = Array.from({ length: config.workers }, (_, i) => new Worker(i, config, deps, startSpooling ? 'spooling' : 'direct', () => this.reportPath()));
+    this.reportPath();
+  }
+
+  submit(entry: Pending): void {
+    this.workers[workerFor(entry.keyHash, this.workers.length)]!.submit(entry);
+  }
+
+  /** Records waiting in worker queues (not yet in a produce request). */
+  get queued(): number {
+    let n = 0;
+    for (const w of this.workers) n += w.queued;
+    return n;
+  }
+
+  get spoolingWorkers(): number {
+    return this.workers.filter((w) => w.path === 'spooling').length;
+  }
+
+  /** True when the last direct write of every direct worker succeeded. */
+  get lastWriteOk(): boolean {
+    return this.workers.every((w) => w.lastWriteOk);
+  }
+
+  /** Called by the replayer when the spool is empty and nothing is pending: back to Kafka directly. */
+  switchAllToDirect(): void {
+    let changed = 0;
+    for (const w of this.workers) if (w.toDirect()) changed++;
+    if (changed > 0) {
+      this.deps.logger.child({ component: 'writer' }).info({ workers: changed }, 'spool drained; writing to Kafka directly again');
+      this.reportPath();
+    }
+  }
+
+  private reportPath(): void {
+    this.deps.telemetry.workersSpooling(this.spoolingWorkers, this.workers.length);
+  }
+
+  /**
+   * Drains the queues: direct workers finish writing what they hold until `deadlineMs`; what is
+   * still queued then goes to the spool. Idempotent.
+   */
+  close(deadlineMs: number): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.all(this.workers.map((w) => w.drain(deadlineMs)));
+      await Promise.all(this.workers.map((w) => w.close()));
+    })();
+    return this.closing;
+  }
+}
+
+class Worker {
+  private queue: Pending[] = [];
+  private head = 0;
+  private running: Promise<void> | undefined;
+  private readonly client: KafkaProducerClient;
+  private readonly log: Logger;
+  lastWriteOk = true;
+
+  constructor(
+    readonly index: number,
+    private readonly config: Config['kafka'],
+    private readonly deps: WriterPoolDeps,
+    public path: WritePath,
+    private readonly onPathChange: () => void,
+  ) {
+    this.client = deps.createClient(`worker-${index}`);
+    this.log = deps.logger.child({ component: 'writer', worker: index });
+  }
+
+  get queued(): number {
+    return this.queue.length - this.head;
+  }
+
+  submit(entry: Pending): void {
+    if (this.path === 'spooling') {
+      this.appendToSpool([entry]);
+      return;
+    }
+    this.queue.push(entry);
+    this.running ??= this.run();
+  }
+
+  toDirect(): boolean {
+    if (this.path === 'direct') return false;
+    this.path = 'direct';
+    this.lastWriteOk = true;
+    return true;
+  }
+
+  private takeBatch(): Pending[] {
+    const max = this.config.batchMaxMessages;
+    const maxBytes = this.config.batchMaxBytes;
+    let bytes = 0;
+    let end = this.head;
+    while (end < this.queue.length && end - this.head < max) {
+      const b = this.queue[end]!.bytes;
+      if (end > this.head && bytes + b > maxBytes) break;
+      bytes += b;
+      end++;
+    }
+    const batch = this.queue.slice(this.head, end);
+    this.head = end;
+    if (this.head === this.queue.length) {
+      this.queue = [];
+      this.head = 0;
+    } else if (this.head > 10_000) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+    return batch;
+  }
+
+  private async run(): Promise<void> {
+    try {
+      while (this.queued > 0 && this.path === 'direct') {
+        const batch = this.takeBatch();
+        const unsent = await this.write(batch);
+        if (unsent.length > 0) this.spoolFrom(unsent);
+      }
+    } finally {
+      this.running = undefined;
+    }
+  }
+
+  /** Writes `batch`; returns the entries (a suffix, in order) that could not be written. */
+  private async write(batch: Pending[]): Promise<Pending[]> {
+    const t0 = performance.now();
+    try {
+      await this.client.send(batch.map((e) => e.record));
+    } catch (err) {
+      const kind = classifyKafkaError(err);
+      this.deps.telemetry.writeError(kind, 'direct');
+      if (kind === 'too_large') return this.writeSplit(batch, err);
+      this.lastWriteOk = false;
+      this.log.warn({ err: describeError(err), kind, records: batch.length + this.queued }, 'Kafka write failed; spooling this worker\'s records until replay succeeds');
+      return batch;
+    }
+    let bytes = 0;
+    for (const e of batch) bytes += e.bytes;
+    this.lastWriteOk = true;
+    this.deps.telemetry.written(batch.length, bytes, performance.now() - t0, 'direct');
+    this.deps.onWritten(batch);
+    return [];
+  }
+
+  /** Kafka refused the batch as too large: halve it until single records remain; those are rejected. */
+  private async writeSplit(batch: Pending[], err: unknown): Promise<Pending[]> {
+    if (batch.length === 1) {
+      this.log.warn({ err: describeError(err), topic: batch[0]!.record.topic }, 'Kafka refused a record as too large');
+      this.deps.onRejected(batch, 'too_large');
+      return [];
+    }
+    const mid = batch.length >> 1;
+    const first = await this.write(batch.slice(0, mid));
+    if (first.length > 0) return first.concat(batch.slice(mid));
+    return this.write(batch.slice(mid));
+  }
+
+  /** Switches to the spooling path: `unsent`, then the queue, then later records, in order. */
+  private spoolFrom(unsent: Pending[]): void {
+    const rest = this.queue.slice(this.head);
+    this.queue = [];
+    this.head = 0;
+    if (this.path !== 'spooling') {
+      this.path = 'spooling';
+      this.onPathChange();
+    }
+    this.appendToSpool(unsent.concat(rest));
+  }
+
+  private appendToSpool(entries: Pending[]): void {
+    try {
+      this.deps.spool.append(entries);
+    } catch (err) {
+      // Only after shutdown closed the spool: these were never acknowledged, the broker redelivers them.
+      this.log.info({ records: entries.length, err: describeError(err) }, 'records left unacknowledged at shutdown');
+    }
+  }
+
+  async drain(deadlineMs: number): Promise<void> {
+    const remaining = deadlineMs - Date.now();
+    if (this.running && remaining > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.running, new Promise((r) => (timer = setTimeout(r, remaining)))]);
+      clearTimeout(timer);
+    }
+    // Whatever is still queued is made durable in the spool (and acknowledged from there).
+    if (this.queued > 0) {
+      this.log.info({ records: this.queued }, 'shutdown: spooling records still queued');
+      const rest = this.queue.slice(this.head);
+      this.queue = [];
+      this.head = 0;
+      this.appendToSpool(rest);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.client.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,56 @@
+import type { Logger } from 'pino';
+import { Bridge } from './bridge/bridge.js';
+import { createDefaultMapping } from './bridge/mapping.js';
+import type { Transform } from './bridge/types.js';
+import type { Config } from './config/types.js';
+import { createKafkajsFactory } from './kafka/kafkajs-client.js';
+import { createMqttSource } from './mqtt/source.js';
+import { redactUrl } from './observability/logger.js';
+import { startHttpServer } from './observability/http.js';
+import { Telemetry } from './observability/telemetry.js';
+import { openSqliteSpool } from './spool/sqlite-spool.js';
+
+export interface RunningBridge {
+  readonly bridge: Bridge;
+  readonly httpPort: number;
+  /** Graceful stop (idempotent); HTTP closes last. */
+  stop(): Promise<void>;
+}
+
+/** Builds every component from the validated config and starts them. Throws BridgeError on a fatal start problem. */
+export async function runBridge(config: Config, logger: Logger, opts: { transform?: Transform } = {}): Promise<RunningBridge> {
+  for (const w of config.warnings) logger.warn(w);
+  const telemetry = new Telemetry(logger);
+  const transform =
+    opts.transform ??
+    createDefaultMapping({ topic: config.mapping.topic, separator: config.mapping.separator, format: config.mapping.format, subscriptions: config.mqtt.topics });
+  const kafka = createKafkajsFactory(config.kafka, { logger });
+  const bridge = new Bridge({
+    config,
+    logger,
+    telemetry,
+    transform,
+    kafka,
+    openSpool: (deps) => openSqliteSpool(config.spool, { ...deps, logger }),
+    createSource: (onMessage) => createMqttSource(config.mqtt, { onMessage, logger, telemetry }),
+  });
+  const http = await startHttpServer(config.http, { telemetry, health: bridge, logger });
+  logger.info(
+    { mqtt: redactUrl(config.mqtt.url), topics: config.mqtt.topics, clientId: config.mqtt.clientId, kafka: config.kafka.brokers, workers: config.kafka.workers, spool: config.spool.path },
+    'bridge starting',
+  );
+  // Not awaited: an unreachable broker is a runtime fault reported by /readyz, not a crash.
+  bridge.start().catch((err: unknown) => logger.error({ err }, 'MQTT start failed'));
+  let stopping: Promise<void> | undefined;
+  return {
+    bridge,
+    httpPort: http.port,
+    stop() {
+      stopping ??= (async () => {
+        await bridge.close();
+        await http.server.close();
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,220 @@
+import { randomBytes } from 'node:crypto';
+import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import type { Logger } from 'pino';
+import { describeError } from '../errors.js';
+import type { Config } from '../config/types.js';
+import { AckTracker } from './ack-tracker.js';
+import { installPubackSeam, type PubackSeam } from './puback-seam.js';
+import type { InboundMessage, MqttSource, MqttSourceDeps, MqttState } from './types.js';
+
+/** What the source reports; implemented by src/observability (fakes in unit tests). */
+export interface MqttTelemetry {
+  mqttState(state: MqttState): void;
+  mqttReconnect(): void;
+  mqttRedelivered(): void;
+}
+
+export interface MqttSourceOptions extends MqttSourceDeps {
+  readonly logger: Logger;
+  readonly telemetry: MqttTelemetry;
+  /** Extra MQTT.js options (TLS material, WebSocket options); merged last. */
+  readonly clientOptions?: IClientOptions;
+  /** For tests: build the client some other way. */
+  readonly createClient?: (url: string, opts: IClientOptions) => MqttClient;
+}
+
+/**
+ * Subscribes with a persistent session and hands every message to `onMessage`.
+ *
+ * Flow control: MQTT.js processes one PUBLISH at a time and waits for `handleMessage` to call
+ * back. We call back at once (so the bridge is not serialized on Kafka latency) unless
+ * MAX_IN_FLIGHT_MESSAGES messages are unsettled; then the callback is held, the socket is no
+ * longer read, and the broker keeps the rest. PUBACKs are taken out of MQTT.js's path by the
+ * seam in puback-seam.ts and sent by the AckTracker once the message is durable, in order.
+ */
+export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions): MqttSource {
+  const log = opts.logger.child({ component: 'mqtt' });
+  const instanceId = randomBytes(6).toString('hex');
+  let generation = 0;
+  let state: MqttState = 'disconnected';
+  let manualPause = false;
+  let heldCallback: (() => void) | undefined;
+  let closing: Promise<void> | undefined;
+  let client: MqttClient | undefined;
+  let seam: PubackSeam | undefined;
+
+  const tracker = new AckTracker((packetId, gen) => {
+    // A PUBACK belongs to the connection its PUBLISH came on. After a reconnect the broker
+    // redelivers unacknowledged messages itself, so stale PUBACKs are dropped, never queued.
+    if (gen === generation && client?.connected && seam) seam.sendPuback(packetId);
+  });
+
+  const setState = (s: MqttState): void => {
+    if (state === s) return;
+    state = s;
+    opts.telemetry.mqttState(s);
+    opts.onState?.(s);
+  };
+
+  const atCapacity = (): boolean => manualPause || tracker.inFlight >= config.maxInFlight;
+
+  const releaseHeld = (): void => {
+    if (heldCallback && !atCapacity()) {
+      const cb = heldCallback;
+      heldCallback = undefined;
+      cb();
+    }
+  };
+
+  const handleMessage = (packet: IPublishPacket, callback: () => void): void => {
+    const qos = packet.qos;
+    // topicAliasMaximum is not sent in CONNECT, so the broker never aliases: packet.topic is whole.
+    const seq = tracker.push(qos > 0 && packet.messageId !== undefined ? packet.messageId : -1, generation);
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+    const msg: InboundMessage = {
+      seq,
+      id: `${instanceId}-${seq.toString(36)}`,
+      topic: packet.topic,
+      payload,
+      qos,
+      retain: packet.retain,
+      dup: packet.dup,
+      receivedAtMs: Date.now(),
+      userProperties: packet.properties?.userProperties,
+    };
+    if (packet.dup) opts.telemetry.mqttRedelivered();
+    try {
+      opts.onMessage(msg);
+    } catch (err) {
+      // onMessage must not throw; if it does, the message stays unsettled (never PUBACKed)
+      // and the broker will redeliver it after a reconnect.
+      log.error({ err: describeError(err), seq }, 'message handler threw; message left unacknowledged');
+    }
+    if (atCapacity()) {
+      heldCallback = callback;
+    } else {
+      callback();
+    }
+  };
+
+  const start = async (): Promise<void> => {
+    const clientOpts: IClientOptions = {
+      clientId: config.clientId,
+      clean: false,
+      protocolVersion: config.protocolVersion,
+      keepalive: config.keepaliveS,
+      reconnectPeriod: config.reconnectMs,
+      connectTimeout: 10_000,
+      resubscribe: false,
+      manualConnect: true,
+      username: config.username,
+      password: config.password,
+      ...(config.protocolVersion === 5
+        ? {
+            properties: {
+              sessionExpiryInterval: config.sessionExpiryS,
+              receiveMaximum: Math.min(config.maxInFlight, 65535),
+            },
+          }
+        : {}),
+      ...opts.clientOptions,
+    };
+    const c = (opts.createClient ?? mqtt.connect)(config.url, clientOpts);
+    client = c;
+    seam = installPubackSeam(c);
+    // Handlers go on before connect(): a persistent session's queued messages arrive right after CONNACK.
+    (c as unknown as { handleMessage: typeof handleMessage }).handleMessage = handleMessage;
+
+    let firstSubscribe: { resolve: () => void; reject: (e: unknown) => void } | undefined;
+    const subscribed = new Promise<void>((resolve, reject) => (firstSubscribe = { resolve, reject }));
+
+    c.on('connect', (connack) => {
+      generation++;
+      setState('connected');
+      log.info({ sessionPresent: connack.sessionPresent, clientId: config.clientId }, 'connected to MQTT broker');
+      const topics = Object.fromEntries(config.topics.map((t) => [t, { qos: config.qos }]));
+      c.subscribe(topics, (err, granted) => {
+        if (err) {
+          log.error({ err: describeError(err) }, 'subscribe failed');
+          return;
+        }
+        const refused = (granted ?? []).filter((g) => g.qos === 128 || g.qos > 2);
+        if (refused.length > 0) {
+          log.error({ topics: refused.map((g) => g.topic) }, 'broker refused subscription (check ACLs and topic filters)');
+          return;
+        }
+        const downgraded = (granted ?? []).filter((g) => g.qos < config.qos);
+        if (downgraded.length > 0) log.warn({ topics: downgraded.map((g) => g.topic) }, 'broker granted a lower QoS than asked');
+        setState('subscribed');
+        log.info({ topics: config.topics, qos: config.qos }, 'subscribed');
+        firstSubscribe?.resolve();
+        firstSubscribe = undefined;
+      });
+    });
+    c.on('reconnect', () => {
+      setState('connecting');
+      opts.telemetry.mqttReconnect();
+    });
+    c.on('close', () => {
+      // PUBACKs still held for this connection can no longer be sent; the broker redelivers.
+      generation++;
+      if (state !== 'closed') setState('disconnected');
+      if (heldCallback) {
+        const cb = heldCallback;
+        heldCallback = undefined;
+        cb();
+      }
+    });
+    c.on('error', (err) => {
+      log.warn({ err: describeError(err) }, 'MQTT connection error');
+    });
+    c.on('offline', () => log.warn('MQTT broker unreachable; reconnecting'));
+
+    setState('connecting');
+    c.connect();
+    await subscribed;
+  };
+
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      manualPause = true;
+      const c = client;
+      if (c) {
+        setState('closed');
+        // Let MQTT.js write the PUBACKs released so far before DISCONNECT.
+        await c.endAsync(false).catch((err: unknown) => log.warn({ err: describeError(err) }, 'MQTT disconnect failed'));
+      }
+      log.info({ unacked: tracker.unacked, inFlight: tracker.inFlight }, 'MQTT source closed');
+    })();
+    return closing;
+  };
+
+  return {
+    start,
+    settle(seq: number) {
+      tracker.settle(seq);
+      releaseHeld();
+    },
+    get inFlight() {
+      return tracker.inFlight;
+    },
+    get unacked() {
+      return tracker.unacked;
+    },
+    get state() {
+      return state;
+    },
+    get paused() {
+      return heldCallback !== undefined || manualPause;
+    },
+    pause() {
+      manualPause = true;
+    },
+    resume() {
+      if (closing) return;
+      manualPause = false;
+      releaseHeld();
+    },
+    close,
+  };
+}

@@ -1,0 +1,53 @@
+/** One message as the MQTT broker handed it over. */
+export interface InboundMessage {
+  /** Receive sequence number, strictly increasing per process; PUBACKs are released in this order. */
+  readonly seq: number;
+  /**
+   * Stable message id (instance id + seq), written as the `mqtt.message_id` header and kept in
+   * the spool: every copy of this receipt that reaches Kafka (retries, replays) carries it.
+   */
+  readonly id: string;
+  readonly topic: string;
+  readonly payload: Buffer;
+  readonly qos: 0 | 1 | 2;
+  readonly retain: boolean;
+  /** The broker flagged this as a redelivery (DUP): it may already be in Kafka. */
+  readonly dup: boolean;
+  /** Wall-clock receive time, ms since epoch. */
+  readonly receivedAtMs: number;
+  /** MQTT 5 user properties, if any. */
+  readonly userProperties?: Readonly<Record<string, string | string[]>> | undefined;
+}
+
+/** What the MQTT source needs from the rest of the bridge. */
+export interface MqttSourceDeps {
+  /** Called synchronously for every message, in receive order. */
+  onMessage(msg: InboundMessage): void;
+  /** Connection state changes, for readiness and metrics. */
+  onState?(state: MqttState): void;
+}
+
+export type MqttState = 'connecting' | 'connected' | 'subscribed' | 'disconnected' | 'closed';
+
+/**
+ * The MQTT side of the bridge: delivers messages, and sends each QoS 1 PUBACK only once the
+ * bridge has settled that message (made it durable, or dead-lettered it durably), in receive order.
+ */
+export interface MqttSource {
+  /** Connects (handlers attached first) and subscribes. Resolves once subscribed. */
+  start(): Promise<void>;
+  /** The message with this seq is durable; its PUBACK may go out once all earlier ones have. */
+  settle(seq: number): void;
+  /** Messages received and not yet settled. */
+  readonly inFlight: number;
+  /** QoS 1 messages whose PUBACK is held. */
+  readonly unacked: number;
+  readonly state: MqttState;
+  /** True while intake is paused because MAX_IN_FLIGHT_MESSAGES was reached (or pause() was called). */
+  readonly paused: boolean;
+  /** Stop reading further messages (in-flight ones still settle and are PUBACKed). */
+  pause(): void;
+  resume(): void;
+  /** Stops intake, sends the PUBACKs that became releasable, disconnects. Idempotent. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,188 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Logger } from 'pino';
+import type { DeadLetterReason, SkipReason } from '../bridge/types.js';
+import type { WriteErrorKind } from '../kafka/types.js';
+import type { MqttTelemetry } from '../mqtt/source.js';
+import type { MqttState } from '../mqtt/types.js';
+import type { ReplayTelemetry } from '../kafka/replayer.js';
+import type { WriterTelemetry } from '../kafka/writer-pool.js';
+import type { DropReason, SpoolStats } from '../spool/types.js';
+
+/** Values read at scrape time instead of being pushed per message. */
+export interface StateProbe {
+  inFlight(): number;
+  unacked(): number;
+  intakePaused(): boolean;
+  queueDepth(): { transform: number; writer: number };
+  spool(): SpoolStats;
+  ready(): boolean;
+}
+
+const PREFIX = 'mqtt_kafka_';
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+
+/**
+ * The metrics catalogue and the typed telemetry events. Each event method counts and, where
+ * an operator should know, logs with the same labels. Labels only take bounded values: route
+ * names, reasons, kinds, paths — never an MQTT topic or a device id. README.md lists every
+ * metric; test/unit/metrics-docs.test.ts keeps the two in step.
+ */
+export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetry {
+  readonly registry = new Registry();
+  private probe: StateProbe | undefined;
+  private readonly log: Logger;
+
+  private readonly received = this.counter('messages_received_total', 'MQTT messages received, by route.', ['route']);
+  private readonly redelivered = this.counter('mqtt_redelivered_total', 'MQTT messages the broker flagged as redelivered (DUP): possibly already in Kafka.');
+  private readonly mqttReconnects = this.counter('mqtt_reconnects_total', 'MQTT reconnect attempts.');
+  private readonly mqttConnected = this.gauge('mqtt_connected', '1 while connected and subscribed to the MQTT broker.');
+  private readonly recordsWritten = this.counter('records_written_total', 'Records acknowledged by Kafka, by path (direct or replay).', ['path']);
+  private readonly bytesWritten = this.counter('bytes_written_total', 'Record bytes (value + key + headers) acknowledged by Kafka, by path.', ['path']);
+  private readonly writeErrors = this.counter('write_errors_total', 'Failed produce requests, by kind and path.', ['kind', 'path']);
+  private readonly kafkaUp = this.gauge('kafka_up', '1 while the last produce request (direct or replay) succeeded.');
+  private readonly produceLatency = this.histogram('produce_latency_seconds', 'Duration of successful produce requests, by path.', ['path']);
+  private readonly e2eLatency = this.histogram('end_to_end_latency_seconds', 'MQTT receive to durable (Kafka ack or spool commit), by where it became durable.', ['durable']);
+  private readonly deadLetters = this.counter('dead_letter_total', 'Messages sent to the dead-letter topic, by reason.', ['reason']);
+  private readonly dropped = this.counter('dropped_total', 'Records dropped by an explicit policy, by reason.', ['reason']);
+  private readonly skipped = this.counter('skipped_total', 'Messages skipped on purpose (route filter, unmatched with skip), by route and reason.', ['route', 'reason']);
+  private readonly spooled = this.counter('spool_records_spooled_total', 'Records committed to the spool.');
+  private readonly replayed = this.counter('spool_records_replayed_total', 'Spooled records acknowledged by Kafka during replay.');
+  private readonly replayRuns = this.counter('spool_replay_runs_total', 'Replay runs, by result (drained, partial, failed, idle).', ['result']);
+  private readonly spoolWriteErrors = this.counter('spool_write_errors_total', 'Spool transactions that failed and were retried (disk full, I/O).');
+  private readonly writePath = this.gauge('write_path_workers', 'Writer workers on each path (direct or spooling).', ['path']);
+
+  constructor(logger: Logger, opts: { defaultMetrics?: boolean } = {}) {
+    this.log = logger.child({ component: 'telemetry' });
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const telemetry = this;
+    const g = (name: string, help: string, read: (p: StateProbe) => number) =>
+      new Gauge({
+        name: PREFIX + name,
+        help,
+        registers: [this.registry],
+        collect() {
+          const probe = telemetry.probe;
+          if (probe) this.set(read(probe));
+        },
+      });
+    g('in_flight_messages', 'Messages received and not yet durable (bounded by MAX_IN_FLIGHT_MESSAGES).', (p) => p.inFlight());
+    g('unacked_messages', 'QoS 1 messages whose PUBACK is held until they are durable.', (p) => p.unacked());
+    g('intake_paused', '1 while reading from MQTT is paused (in-flight bound reached, spool blocked, or shutdown).', (p) => (p.intakePaused() ? 1 : 0));
+    g('spool_rows', 'Records held in the spool.', (p) => p.spool().rows);
+    g('spool_bytes', 'Record bytes held in the spool (what SPOOL_MAX_BYTES bounds).', (p) => p.spool().bytes);
+    g('spool_file_bytes', 'Size of the spool database file and its WAL.', (p) => p.spool().fileBytes);
+    g('spool_pending_records', 'Records waiting for a spool commit.', (p) => p.spool().pending);
+    g('spool_blocked', '1 while the spool holds commits back (full under the block policy, or disk errors).', (p) => (p.spool().blocked ? 1 : 0));
+    g('spool_oldest_age_seconds', 'Age of the oldest spooled record (0 when empty).', (p) => {
+      const o = p.spool().oldestReceivedAtMs;
+      return o === undefined ? 0 : Math.max(0, (Date.now() - o) / 1000);
+    });
+    g('ready', '1 while /readyz answers ready.', (p) => (p.ready() ? 1 : 0));
+    new Gauge({
+      name: PREFIX + 'queue_depth',
+      help: 'Records waiting in the bridge queues, by queue (transform, writer).',
+      labelNames: ['queue'],
+      registers: [this.registry],
+      collect() {
+        const probe = telemetry.probe;
+        if (!probe) return;
+        const d = probe.queueDepth();
+        this.set({ queue: 'transform' }, d.transform);
+        this.set({ queue: 'writer' }, d.writer);
+      },
+    });
+  }
+
+  /** Connects the scrape-time gauges to the running bridge. */
+  attach(probe: StateProbe): void {
+    this.probe = probe;
+  }
+
+  // --- MQTT ---
+  mqttState(state: MqttState): void {
+    this.mqttConnected.set(state === 'subscribed' ? 1 : 0);
+  }
+  mqttReconnect(): void {
+    this.mqttReconnects.inc();
+  }
+  mqttRedelivered(): void {
+    this.redelivered.inc();
+  }
+
+  // --- bridge ---
+  messageReceived(route: string): void {
+    this.received.inc({ route });
+  }
+  messageSkipped(route: string, reason: SkipReason): void {
+    this.skipped.inc({ route, reason });
+  }
+  /** One log line and one count per dead-lettered message. */
+  deadLettered(reason: DeadLetterReason, ctx: { route: string; mqttTopic: string; detail: string; id: string }): void {
+    this.deadLetters.inc({ reason });
+    this.log.warn({ reason, route: ctx.route, mqttTopic: truncate(ctx.mqttTopic), detail: ctx.detail, messageId: ctx.id }, 'message dead-lettered');
+  }
+  durable(receivedAtMs: number[], where: 'kafka' | 'spool'): void {
+    const now = Date.now();
+    const h = this.e2eLatency.labels({ durable: where });
+    for (const t of receivedAtMs) h.observe((now - t) / 1000);
+  }
+
+  // --- writers ---
+  written(records: number, bytes: number, latencyMs: number, path: 'direct' | 'replay'): void {
+    this.recordsWritten.inc({ path }, records);
+    this.bytesWritten.inc({ path }, bytes);
+    this.produceLatency.observe({ path }, latencyMs / 1000);
+    if (path === 'replay') this.replayed.inc(records);
+    this.kafkaUp.set(1);
+  }
+  writeError(kind: WriteErrorKind, path: 'direct' | 'replay'): void {
+    this.writeErrors.inc({ kind, path });
+    if (kind !== 'too_large') this.kafkaUp.set(0);
+  }
+  workersSpooling(count: number, total: number): void {
+    this.writePath.set({ path: 'spooling' }, count);
+    this.writePath.set({ path: 'direct' }, total - count);
+  }
+  replayRun(result: 'drained' | 'failed' | 'partial' | 'idle'): void {
+    this.replayRuns.inc({ result });
+    if (result === 'failed') this.kafkaUp.set(0);
+  }
+
+  // --- spool ---
+  spoolCommitted(records: number): void {
+    this.spooled.inc(records);
+  }
+  spoolWriteError(err: string): void {
+    this.spoolWriteErrors.inc();
+    this.log.error({ err }, 'spool commit failed; records held (not acknowledged) and retried; check free disk space');
+  }
+  /** Counts and logs dropped records with their topic and key (up to 20 per line; the rest at debug). */
+  droppedRecords(reason: DropReason, items: readonly { topic: string; key: string | null }[]): void {
+    if (items.length === 0) return;
+    this.dropped.inc({ reason }, items.length);
+    this.log.error(
+      { reason, count: items.length, records: items.slice(0, 20).map((i) => ({ topic: i.topic, key: i.key === null ? null : truncate(i.key) })) },
+      'records dropped by spool policy',
+    );
+    if (items.length > 20) this.log.debug({ reason, records: items.slice(20) }, 'records dropped by spool policy (rest)');
+  }
+
+  async metrics(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  private counter(name: string, help: string, labelNames: string[] = []): Counter {
+    return new Counter({ name: PREFIX + name, help, labelNames, registers: [this.registry] });
+  }
+  private gauge(name: string, help: string, labelNames: string[] = []): Gauge {
+    return new Gauge({ name: PREFIX + name, help, labelNames, registers: [this.registry] });
+  }
+  private histogram(name: string, help: string, labelNames: string[] = []): Histogram {
+    return new Histogram({ name: PREFIX + name, help, labelNames, buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  }
+}
+
+function truncate(s: string, max = 256): string {
+  return s.length > max ? `${s.slice(0, max)}…(${s.length} chars)` : s;
+}
