@@ -1,0 +1,36 @@
+/**
+ * Real-broker test harness: private mosquitto and Kafka (KRaft) instances on free loopback
+ * ports, each logging to its own file. Used by the vitest integration tests, bench/run.ts and
+ * scripts/demo.ts, so nothing here imports vitest.
+ *
+ * Typical use:
+ *   const mq = await startMosquitto({ persistence: true });
+ *   const kafka = await startKafka();
+ *   await kafka.createTopic('t', 3);
+ *   ...
+ *   const records = await kafka.readTopic('t', { expected: 100 });
+ *   await stopAll(); // or mq.stop() / kafka.stop()
+ */
+export { freePort, freePorts, canConnect, waitForPort } from './ports.js';
+export {
+  ManagedProcess,
+  spawnLogged,
+  stopAll,
+  livePids,
+  makeTempDir,
+  tailFile,
+  findExecutable,
+  ensureBrokersInstalled,
+  repoRoot,
+  type ExitInfo,
+  type SpawnLoggedOptions,
+} from './process.js';
+export { startMosquitto, type Mosquitto, type MosquittoOptions } from './mosquitto.js';
+export {
+  startKafka,
+  kafkaLibsDir,
+  type Kafka,
+  type KafkaOptions,
+  type ReadTopicOptions,
+} from './kafka.js';
+export { kcatRead, parseKcatJson, type ReadRecord } from './kcat.js';
