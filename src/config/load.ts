@@ -1,4 +1,4 @@
-import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
@@ -189,6 +189,7 @@ function spoolPathProblem(path: string): string | undefined {
     // The directory is created at start when missing; its nearest existing parent must be writable.
     let d = dir;
     while (!existsSync(d) && dirname(d) !== d) d = dirname(d);
+    if (!statSync(d).isDirectory()) throw new Error('not a directory');
     accessSync(d, constants.W_OK);
     return undefined;
   } catch {

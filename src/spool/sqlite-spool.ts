@@ -96,11 +96,16 @@ class SqliteSpool implements Spool {
     this.log = deps.logger.child({ component: 'spool' });
     try {
       mkdirSync(dirname(config.path), { recursive: true });
-      this.db = new Database(config.path);
+      // A short busy timeout: the only other holder of the lock would be a second bridge.
+      this.db = new Database(config.path, { timeout: 1000 });
       // auto_vacuum only takes effect before the first table is created.
       this.db.pragma('auto_vacuum = INCREMENTAL');
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = FULL');
+      // One bridge per spool: with EXCLUSIVE locking the first write below takes the lock for
+      // the life of the connection, so a second process on the same file fails here (SQLITE_BUSY)
+      // instead of replaying the same rows twice.
+      this.db.pragma('locking_mode = EXCLUSIVE');
       this.db.exec(`
         CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
         CREATE TABLE IF NOT EXISTS records (
@@ -116,7 +121,8 @@ class SqliteSpool implements Spool {
         );`);
       const version = this.db.prepare('SELECT v FROM meta WHERE k = ?').pluck().get('schema_version') as string | undefined;
       if (version === undefined) this.db.prepare('INSERT INTO meta (k, v) VALUES (?, ?)').run('schema_version', SCHEMA_VERSION);
-      else if (version !== SCHEMA_VERSION) throw new Error(`spool schema version ${version} is not supported (expected ${SCHEMA_VERSION})`);
+      else this.db.prepare('UPDATE meta SET v = ? WHERE k = ?').run(version, 'schema_version');
+      if (version !== undefined && version !== SCHEMA_VERSION) throw new Error(`spool schema version ${version} is not supported (expected ${SCHEMA_VERSION})`);
       const totals = this.db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM records').get() as { n: number; b: number };
       this.rows = totals.n;
       this.bytes = totals.b;
@@ -124,6 +130,7 @@ class SqliteSpool implements Spool {
       throw new BridgeError(
         'BRIDGE_ERR_SPOOL_OPEN',
         `cannot open spool ${config.path}: ${describeError(err)}. The file was left untouched. ` +
+          `If another bridge uses this file (SQLITE_BUSY), give each instance its own SPOOL_PATH. ` +
           `If it is corrupt, stop the bridge, move it aside (mv ${config.path} ${config.path}.broken) together with its -wal and -shm files, ` +
           `and start again with an empty spool; the records in the old file can still be read with sqlite3.`,
         { cause: err },
