@@ -34,3 +34,5 @@ export {
   type ReadTopicOptions,
 } from './kafka.js';
 export { kcatRead, parseKcatJson, type ReadRecord } from './kcat.js';
+export { startBridgeProcess, parseMetrics, type BridgeProcess, type BridgeProcessOptions } from './bridge.js';
+export { publishBadges, checkBadges, badgeId, type BadgeCheck, type BadgeRunOptions } from './badges.js';

@@ -1,0 +1,102 @@
+import path from 'node:path';
+import { freePort } from './ports.js';
+import { ManagedProcess, makeTempDir, repoRoot, tailFile } from './process.js';
+
+export interface BridgeProcessOptions {
+  /** Environment for the bridge (MQTT_BROKER, KAFKA_BROKER, …). HEALTH_PORT and SPOOL_PATH default to a free port and a temp dir. */
+  env: Record<string, string>;
+  logDir?: string;
+  /** Wait for /readyz to answer 200 (default true). */
+  waitReady?: boolean;
+}
+
+/** The bridge running as its own process (`node --import tsx src/cli.ts`), so tests can SIGKILL it. */
+export interface BridgeProcess {
+  readonly proc: ManagedProcess;
+  readonly httpPort: number;
+  readonly env: Record<string, string>;
+  readonly logFile: string;
+  /** Parsed /metrics: `name{labels}` → value. */
+  metrics(): Promise<Map<string, number>>;
+  /** Sum of a metric over all its label sets. */
+  metric(name: string, labels?: Record<string, string>): Promise<number>;
+  readyz(): Promise<{ status: number; body: Record<string, unknown> }>;
+  waitReady(timeoutMs?: number): Promise<void>;
+  /** Polls until `pred` holds (or throws with the log tail). */
+  waitFor(what: string, pred: () => Promise<boolean>, timeoutMs?: number): Promise<void>;
+}
+
+export async function startBridgeProcess(opts: BridgeProcessOptions): Promise<BridgeProcess> {
+  const logDir = opts.logDir ?? makeTempDir('bridge-');
+  const httpPort = opts.env.HEALTH_PORT ? Number(opts.env.HEALTH_PORT) : await freePort();
+  const env: Record<string, string> = {
+    SPOOL_PATH: path.join(logDir, 'spool.db'),
+    LOG_LEVEL: 'info',
+    ...opts.env,
+    HEALTH_PORT: String(httpPort),
+    HEALTH_HOST: '127.0.0.1',
+  };
+  const logFile = path.join(logDir, 'bridge.log');
+  const proc = ManagedProcess.spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src', 'cli.ts')], {
+    name: 'bridge',
+    logFile,
+    cwd: repoRoot,
+    // Only what the test sets, plus PATH/HOME: the developer's own MQTT_*/KAFKA_* must not leak in.
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+  });
+  const base = `http://127.0.0.1:${httpPort}`;
+  const b: BridgeProcess = {
+    proc,
+    httpPort,
+    env,
+    logFile,
+    async metrics() {
+      const text = await (await fetch(`${base}/metrics`)).text();
+      return parseMetrics(text);
+    },
+    async metric(name, labels = {}) {
+      const m = await b.metrics();
+      let sum = 0;
+      for (const [k, v] of m) {
+        const [n, l = ''] = k.split('{');
+        if (n !== name) continue;
+        if (Object.entries(labels).every(([lk, lv]) => l.includes(`${lk}="${lv}"`))) sum += v;
+      }
+      return sum;
+    },
+    async readyz() {
+      const r = await fetch(`${base}/readyz`);
+      return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+    },
+    async waitReady(timeoutMs = 30_000) {
+      await b.waitFor('bridge ready', async () => (await b.readyz()).status === 200, timeoutMs);
+    },
+    async waitFor(what, pred, timeoutMs = 60_000) {
+      const end = Date.now() + timeoutMs;
+      let last: unknown;
+      while (Date.now() < end) {
+        if (!proc.running) throw new Error(`bridge exited while waiting for ${what}\n${tailFile(logFile)}`);
+        try {
+          if (await pred()) return;
+        } catch (err) {
+          last = err;
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      throw new Error(`timed out waiting for ${what} (${String(last ?? '')})\n${tailFile(logFile)}`);
+    },
+  };
+  if (opts.waitReady !== false) await b.waitReady();
+  return b;
+}
+
+/** Parses the Prometheus text format into `name{labels}` → value. */
+export function parseMetrics(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
