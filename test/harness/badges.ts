@@ -15,6 +15,8 @@ export interface BadgeRunOptions {
   /** Target rate in messages/s; unset = as fast as the window allows. */
   ratePerS?: number;
   qos?: 0 | 1;
+  /** Publisher keeps a persistent session (fixed client id, clean: false), so its unacknowledged publishes are resent after a broker restart. */
+  persistentSession?: boolean;
 }
 
 export const badgeId = (i: number): string => `badge-${String(i).padStart(4, '0')}`;
@@ -25,7 +27,11 @@ export const badgeId = (i: number): string => `badge-${String(i).padStart(4, '0'
  * sequence number starting at 0. Resolves when the broker acknowledged every publish.
  */
 export async function publishBadges(opts: BadgeRunOptions): Promise<number> {
-  const client = await mqtt.connectAsync(opts.url, { clientId: `badge-sim-${process.pid}-${Date.now()}`, clean: true, reconnectPeriod: 500 });
+  const client = await mqtt.connectAsync(opts.url, {
+    clientId: `badge-sim-${process.pid}-${Date.now()}`,
+    clean: !opts.persistentSession,
+    reconnectPeriod: 500,
+  });
   const topic = opts.topic ?? ((id: string) => `cackalacky/badge/egress/${id}/cp/heartbeat`);
   const window = opts.window ?? 200;
   const inflight = new Set<Promise<unknown>>();
