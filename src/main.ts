@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { Bridge } from './bridge/bridge.js';
 import { createDefaultMapping } from './bridge/mapping.js';
+import { loadRoutesFile } from './bridge/routes/index.js';
 import type { Transform } from './bridge/types.js';
 import type { Config } from './config/types.js';
 import { createKafkajsFactory } from './kafka/kafkajs-client.js';
@@ -9,6 +10,13 @@ import { redactUrl } from './observability/logger.js';
 import { startHttpServer } from './observability/http.js';
 import { Telemetry } from './observability/telemetry.js';
 import { openSqliteSpool } from './spool/sqlite-spool.js';
+
+/** The routes file's transform when ROUTES_FILE is set (validated here, before anything connects), else the default mapping. */
+export function buildTransform(config: Config): Transform {
+  const m = config.mapping;
+  if (m.routesFile) return loadRoutesFile(m.routesFile, { separator: m.separator, maxMessageBytes: m.maxMessageBytes });
+  return createDefaultMapping({ topic: m.topic, separator: m.separator, format: m.format, subscriptions: config.mqtt.topics });
+}
 
 export interface RunningBridge {
   readonly bridge: Bridge;
@@ -21,9 +29,9 @@ export interface RunningBridge {
 export async function runBridge(config: Config, logger: Logger, opts: { transform?: Transform } = {}): Promise<RunningBridge> {
   for (const w of config.warnings) logger.warn(w);
   const telemetry = new Telemetry(logger);
-  const transform =
-    opts.transform ??
-    createDefaultMapping({ topic: config.mapping.topic, separator: config.mapping.separator, format: config.mapping.format, subscriptions: config.mqtt.topics });
+  const transform = opts.transform ?? buildTransform(config);
+  // MQTT_TOPIC wins; otherwise subscribe to exactly what the routes need.
+  const mqttConfig = { ...config.mqtt, topics: config.mqtt.topics.length > 0 ? config.mqtt.topics : transform.subscriptions };
   const kafka = createKafkajsFactory(config.kafka, { logger });
   const bridge = new Bridge({
     config,
@@ -32,11 +40,11 @@ export async function runBridge(config: Config, logger: Logger, opts: { transfor
     transform,
     kafka,
     openSpool: (deps) => openSqliteSpool(config.spool, { ...deps, logger }),
-    createSource: (onMessage) => createMqttSource(config.mqtt, { onMessage, logger, telemetry }),
+    createSource: (onMessage) => createMqttSource(mqttConfig, { onMessage, logger, telemetry }),
   });
   const http = await startHttpServer(config.http, { telemetry, health: bridge, logger });
   logger.info(
-    { mqtt: redactUrl(config.mqtt.url), topics: config.mqtt.topics, clientId: config.mqtt.clientId, kafka: config.kafka.brokers, workers: config.kafka.workers, spool: config.spool.path },
+    { mqtt: redactUrl(config.mqtt.url), topics: mqttConfig.topics, routes: config.mapping.routesFile ?? null, clientId: config.mqtt.clientId, kafka: config.kafka.brokers, workers: config.kafka.workers, spool: config.spool.path },
     'bridge starting',
   );
   // Not awaited: an unreachable broker is a runtime fault reported by /readyz, not a crash.

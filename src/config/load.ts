@@ -60,9 +60,10 @@ export function loadConfig(env: NodeJS.ProcessEnv, deps: LoadDeps = {}): Config 
     .map((k) => `${k} is not a setting of this bridge (misspelled?); ignored`);
 
   if (env.MQTT_BROKER === undefined || env.MQTT_BROKER === '') problems.push('MQTT_BROKER: required (host name or URL)');
-  if (v.MQTT_TOPIC === undefined && !problems.some((p) => p.startsWith('MQTT_TOPIC'))) {
-    problems.push('MQTT_TOPIC: required (one or more topic filters, comma-separated)');
+  if (v.MQTT_TOPIC === undefined && v.ROUTES_FILE === undefined && !problems.some((p) => p.startsWith('MQTT_TOPIC'))) {
+    problems.push('MQTT_TOPIC: required (one or more topic filters, comma-separated), unless ROUTES_FILE is set');
   }
+  if (typeof v.ROUTES_FILE === 'string' && !existsSync(v.ROUTES_FILE)) problems.push(`ROUTES_FILE: '${v.ROUTES_FILE}' does not exist`);
   const kafkaBrokers = resolveKafkaBrokers(v, env, problems);
   const mqttUrl = resolveMqttUrl(v, problems);
   if (Array.isArray(v.MQTT_TOPIC)) {
@@ -83,7 +84,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, deps: LoadDeps = {}): Config 
   const config: Config = {
     mqtt: {
       url: mqttUrl,
-      topics: v.MQTT_TOPIC as string[],
+      topics: (v.MQTT_TOPIC as string[] | undefined) ?? [],
       clientId: (v.MQTT_CLIENT_ID as string).replaceAll('%h', host),
       qos: v.MQTT_QOS as 0 | 1,
       protocolVersion: v.MQTT_VERSION as 4 | 5,
@@ -107,6 +108,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, deps: LoadDeps = {}): Config 
     },
     mapping: {
       topic: v.KAFKA_TOPIC as string | undefined,
+      routesFile: v.ROUTES_FILE === undefined ? undefined : resolve(v.ROUTES_FILE as string),
       separator: v.KAFKA_TOPIC_SEPARATOR as '_' | '.' | '-',
       format: v.MESSAGE_FORMAT as 'raw' | 'envelope',
       dlqTopic: v.DLQ_TOPIC as string,

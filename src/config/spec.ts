@@ -58,7 +58,7 @@ export const VARS: readonly VarSpec[] = [
   // --- MQTT ---
   { group: 'mqtt', env: 'MQTT_BROKER', doc: 'MQTT broker host name, or a URL (mqtt://, mqtts://, ws://, wss://). Required.', schema: nonEmpty },
   { group: 'mqtt', env: 'MQTT_PORT', default: '1883', doc: 'MQTT broker port (ignored when MQTT_BROKER is a URL with a port).', schema: int(1, 65535) },
-  { group: 'mqtt', env: 'MQTT_TOPIC', doc: 'Topic filter(s) to subscribe to; a comma-separated list means several subscriptions. Required.', schema: list.pipe(z.array(z.string()).min(1, 'must name at least one topic filter')) },
+  { group: 'mqtt', env: 'MQTT_TOPIC', doc: 'Topic filter(s) to subscribe to; a comma-separated list means several subscriptions. Required unless ROUTES_FILE is set (then derived from its rules).', schema: list.pipe(z.array(z.string()).min(1, 'must name at least one topic filter')) },
   { group: 'mqtt', env: 'MQTT_CLIENT_ID', default: '%h', doc: 'MQTT client id; %h expands to the host name. Must be stable across restarts: it names the persistent session.', schema: nonEmpty },
   { group: 'mqtt', env: 'MQTT_QOS', default: '1', doc: 'Subscription QoS: 1 (at-least-once, default) or 0 (best effort).', schema: int(0, 1) },
   { group: 'mqtt', env: 'MQTT_VERSION', default: '5', doc: 'MQTT protocol version: 5 or 4 (= 3.1.1).', schema: int(4, 5) },
@@ -83,6 +83,7 @@ export const VARS: readonly VarSpec[] = [
   { group: 'kafka', env: 'KAFKA_COMPRESSION', default: 'none', doc: 'Produce compression: none or gzip.', schema: oneOf(['none', 'gzip']) },
 
   // --- Mapping ---
+  { group: 'mapping', env: 'ROUTES_FILE', doc: 'YAML routes file (docs/routes.md): topic/key templates, formats, enrichment, validation, filters. Overrides KAFKA_TOPIC and MESSAGE_FORMAT.', schema: nonEmpty },
   { group: 'mapping', env: 'KAFKA_TOPIC', doc: 'Write every message to this topic. Unset: derive the topic from the MQTT topic.', schema: nonEmpty },
   { group: 'mapping', env: 'KAFKA_TOPIC_SEPARATOR', default: '_', doc: "Replaces '/' when deriving a Kafka topic from an MQTT topic: '_', '.' or '-'.", schema: z.enum(['_', '.', '-'], { error: "must be '_', '.' or '-'" }) },
   { group: 'mapping', env: 'DLQ_TOPIC', default: 'mqtt-dead-letter', doc: 'Dead-letter topic for messages that cannot be delivered as asked (reason in headers).', schema: nonEmpty },

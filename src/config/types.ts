@@ -3,6 +3,7 @@ export interface Config {
   readonly mqtt: {
     /** mqtt://host:port, mqtts://, ws:// or wss:// */
     readonly url: string;
+    /** From MQTT_TOPIC; empty when ROUTES_FILE provides the subscriptions. */
     readonly topics: readonly string[];
     readonly clientId: string;
     readonly qos: 0 | 1;
@@ -28,6 +29,8 @@ export interface Config {
   };
   readonly mapping: {
     readonly topic?: string | undefined;
+    /** ROUTES_FILE, resolved; when set the routes transform replaces the default mapping. */
+    readonly routesFile?: string | undefined;
     readonly separator: '_' | '.' | '-';
     readonly format: 'raw' | 'envelope';
     readonly dlqTopic: string;
