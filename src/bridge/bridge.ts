@@ -81,6 +81,7 @@ export class Bridge implements HealthState {
     this.source = parts.createSource((msg) => this.enqueue(msg));
     telemetry.attach({
       inFlight: () => this.source.inFlight,
+      inFlightBytes: () => this.source.inFlightBytes,
       unacked: () => this.source.unacked,
       intakePaused: () => this.source.paused,
       queueDepth: () => ({ transform: this.queue.length, writer: this.pool.queued }),

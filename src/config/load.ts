@@ -94,6 +94,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, deps: LoadDeps = {}): Config 
       username: v.MQTT_USERNAME as string | undefined,
       password: v.MQTT_PASSWORD as string | undefined,
       maxInFlight: v.MAX_IN_FLIGHT_MESSAGES as number,
+      maxInFlightBytes: v.MAX_IN_FLIGHT_BYTES as number,
     },
     kafka: {
       brokers: kafkaBrokers,

@@ -67,6 +67,7 @@ export const VARS: readonly VarSpec[] = [
   { group: 'mqtt', env: 'MQTT_RECONNECT_MS', default: '1000', doc: 'Delay between MQTT reconnect attempts.', schema: int(100) },
   { group: 'mqtt', env: 'MQTT_USERNAME', doc: 'MQTT user name.', schema: str },
   { group: 'mqtt', env: 'MQTT_PASSWORD', doc: 'MQTT password (or MQTT_PASSWORD_FILE).', schema: str, secret: true },
+  { group: 'mqtt', env: 'MAX_IN_FLIGHT_BYTES', default: '67108864', doc: 'Payload bytes of the messages counted by MAX_IN_FLIGHT_MESSAGES; reading also stops at this bound, so large payloads cannot exhaust memory.', schema: int(65536) },
   { group: 'mqtt', env: 'MAX_IN_FLIGHT_MESSAGES', default: '10000', doc: 'Messages received but not yet durable (in Kafka or the spool). At this bound the bridge stops reading from MQTT; also sent to MQTT 5 brokers as Receive Maximum (capped at 65535).', schema: int(1, 1_000_000) },
 
   // --- Kafka ---

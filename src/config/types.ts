@@ -15,6 +15,8 @@ export interface Config {
     readonly password?: string | undefined;
     /** Messages received and not yet durable; at this bound reading stops. */
     readonly maxInFlight: number;
+    /** Payload bytes of those messages; at this bound reading stops too. */
+    readonly maxInFlightBytes: number;
   };
   readonly kafka: {
     readonly brokers: readonly string[];

@@ -14,6 +14,8 @@ export interface AckEntry {
   readonly packetId: number;
   /** Connection generation the message arrived on; a PUBACK is only valid on that connection. */
   readonly generation: number;
+  /** Payload bytes, for the in-flight byte bound. */
+  readonly bytes: number;
   settled: boolean;
 }
 
@@ -24,13 +26,15 @@ export class AckTracker {
   private nextSeq = 0;
   private settledCount = 0;
   private unackedCount = 0;
+  private bytesCount = 0;
 
   /** @param release sends one PUBACK; called in receive order. */
   constructor(private readonly release: (packetId: number, generation: number) => void) {}
 
   /** Registers a received message; returns its seq. */
-  push(packetId: number, generation: number): number {
-    this.entries.push({ packetId, generation, settled: false });
+  push(packetId: number, generation: number, bytes = 0): number {
+    this.entries.push({ packetId, generation, bytes, settled: false });
+    this.bytesCount += bytes;
     if (packetId >= 0) this.unackedCount++;
     return this.nextSeq++;
   }
@@ -52,6 +56,7 @@ export class AckTracker {
       this.head++;
       this.headSeq++;
       this.settledCount--;
+      this.bytesCount -= e.bytes;
       if (e.packetId >= 0) {
         this.unackedCount--;
         this.release(e.packetId, e.generation);
@@ -68,6 +73,11 @@ export class AckTracker {
   /** Messages pushed and not yet released (settled but waiting behind an earlier one count too). */
   get inFlight(): number {
     return this.entries.length - this.head;
+  }
+
+  /** Payload bytes of the messages counted by inFlight. */
+  get inFlightBytes(): number {
+    return this.bytesCount;
   }
 
   /** Settled entries still waiting for an earlier one. */

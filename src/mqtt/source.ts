@@ -56,7 +56,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     opts.onState?.(s);
   };
 
-  const atCapacity = (): boolean => manualPause || tracker.inFlight >= config.maxInFlight;
+  const atCapacity = (): boolean => manualPause || tracker.inFlight >= config.maxInFlight || tracker.inFlightBytes >= config.maxInFlightBytes;
 
   const releaseHeld = (): void => {
     if (heldCallback && !atCapacity()) {
@@ -69,8 +69,8 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
   const handleMessage = (packet: IPublishPacket, callback: () => void): void => {
     const qos = packet.qos;
     // topicAliasMaximum is not sent in CONNECT, so the broker never aliases: packet.topic is whole.
-    const seq = tracker.push(qos > 0 && packet.messageId !== undefined ? packet.messageId : -1, generation);
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+    const seq = tracker.push(qos > 0 && packet.messageId !== undefined ? packet.messageId : -1, generation, payload.length + packet.topic.length);
     const msg: InboundMessage = {
       seq,
       id: `${instanceId}-${seq.toString(36)}`,
@@ -200,6 +200,9 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     },
     get unacked() {
       return tracker.unacked;
+    },
+    get inFlightBytes() {
+      return tracker.inFlightBytes;
     },
     get state() {
       return state;

@@ -40,6 +40,8 @@ export interface MqttSource {
   settle(seq: number): void;
   /** Messages received and not yet settled. */
   readonly inFlight: number;
+  /** Payload bytes of the in-flight messages. */
+  readonly inFlightBytes: number;
   /** QoS 1 messages whose PUBACK is held. */
   readonly unacked: number;
   readonly state: MqttState;

@@ -11,6 +11,7 @@ import type { DropReason, SpoolStats } from '../spool/types.js';
 /** Values read at scrape time instead of being pushed per message. */
 export interface StateProbe {
   inFlight(): number;
+  inFlightBytes(): number;
   unacked(): number;
   intakePaused(): boolean;
   queueDepth(): { transform: number; writer: number };
@@ -67,6 +68,7 @@ export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetr
         },
       });
     g('in_flight_messages', 'Messages received and not yet durable (bounded by MAX_IN_FLIGHT_MESSAGES).', (p) => p.inFlight());
+    g('in_flight_bytes', 'Payload bytes of the in-flight messages (bounded by MAX_IN_FLIGHT_BYTES).', (p) => p.inFlightBytes());
     g('unacked_messages', 'QoS 1 messages whose PUBACK is held until they are durable.', (p) => p.unacked());
     g('intake_paused', '1 while reading from MQTT is paused (in-flight bound reached, spool blocked, or shutdown).', (p) => (p.intakePaused() ? 1 : 0));
     g('spool_rows', 'Records held in the spool.', (p) => p.spool().rows);

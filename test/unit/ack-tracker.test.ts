@@ -48,6 +48,17 @@ describe('ordered ack finalizer', () => {
     expect(released).toEqual([[5, 1]]);
   });
 
+  it('counts payload bytes in flight until released', () => {
+    const { t } = tracker();
+    const a = t.push(1, 1, 1000);
+    const b = t.push(2, 1, 500);
+    expect(t.inFlightBytes).toBe(1500);
+    t.settle(b);
+    expect(t.inFlightBytes).toBe(1500); // settled but waiting behind a: still held
+    t.settle(a);
+    expect(t.inFlightBytes).toBe(0);
+  });
+
   it('ignores unknown and repeated settles', () => {
     const { t, released } = tracker();
     const s = t.push(1, 1);
