@@ -3,7 +3,7 @@ import type { Config } from '../config/types.js';
 import { describeError } from '../errors.js';
 import { Replayer } from '../kafka/replayer.js';
 import type { KafkaClientFactory } from '../kafka/kafkajs-client.js';
-import type { Pending, WriteErrorKind } from '../kafka/types.js';
+import type { KafkaProducerClient, Pending, WriteErrorKind } from '../kafka/types.js';
 import { WriterPool } from '../kafka/writer-pool.js';
 import type { InboundMessage, MqttSource } from '../mqtt/types.js';
 import type { HealthState } from '../observability/http.js';
@@ -11,6 +11,8 @@ import type { Telemetry } from '../observability/telemetry.js';
 import type { Spool, SpoolDeps, SpoolRow } from '../spool/types.js';
 import { deadLetterRecord, pending, recordBytes, standardHeaders } from './records.js';
 import type { DeadLetterReason, Transform } from './types.js';
+
+const TRANSFORM_SLICE = 2000;
 
 /** The parts the bridge wires; each is created by its module's factory (see src/main.ts). */
 export interface BridgeParts {
@@ -37,6 +39,7 @@ export class Bridge implements HealthState {
   private readonly spool: Spool;
   private readonly pool: WriterPool;
   private readonly replayer: Replayer;
+  private readonly replayClient: KafkaProducerClient;
   private queue: InboundMessage[] = [];
   private transformScheduled = false;
   private closing: Promise<void> | undefined;
@@ -69,10 +72,11 @@ export class Bridge implements HealthState {
       },
       this.spool.stats().rows > 0,
     );
+    this.replayClient = parts.kafka.create('replay');
     this.replayer = new Replayer(config, {
       logger,
       telemetry,
-      client: parts.kafka.create('replay'),
+      client: this.replayClient,
       spool: this.spool,
       onDrained: () => this.pool.switchAllToDirect(),
       spooling: () => this.pool.spoolingWorkers > 0,
@@ -105,11 +109,22 @@ export class Bridge implements HealthState {
     }
   }
 
-  /** Maps everything queued, in order, and hands the records to the writers. */
+  /**
+   * Maps what is queued, in order, and hands the records to the writers. At most
+   * TRANSFORM_SLICE messages per turn of the event loop, so /healthz, /readyz and PUBACK writes
+   * are not held up behind a large backlog.
+   */
   private transformLoop(): void {
     this.transformScheduled = false;
-    const batch = this.queue;
-    this.queue = [];
+    let batch: InboundMessage[];
+    if (this.queue.length <= TRANSFORM_SLICE) {
+      batch = this.queue;
+      this.queue = [];
+    } else {
+      batch = this.queue.splice(0, TRANSFORM_SLICE);
+      this.transformScheduled = true;
+      setImmediate(() => this.transformLoop());
+    }
     const { transform, telemetry, config } = this.parts;
     for (const msg of batch) {
       const r = transform.apply(msg);
@@ -135,14 +150,18 @@ export class Bridge implements HealthState {
     }
   }
 
-  private deadLetter(msg: InboundMessage, reason: DeadLetterReason, route: string, detail: string): void {
+  private deadLetter(msg: InboundMessage, reason: DeadLetterReason, route: string, detail: string, maxBytes = this.parts.config.mapping.maxMessageBytes): void {
     const { config, telemetry } = this.parts;
     telemetry.deadLettered(reason, { route, mqttTopic: msg.topic, detail, id: msg.id });
-    const record = deadLetterRecord(msg, config.mapping.dlqTopic, config.mapping.maxMessageBytes, reason, route, detail);
+    const record = deadLetterRecord(msg, config.mapping.dlqTopic, maxBytes, reason, route, detail);
     this.pool.submit(pending(msg, record));
   }
 
-  /** Kafka refused a record for good (too large despite the check): dead-letter it, cut to fit. */
+  /**
+   * Kafka refused a record for good although it is within KAFKA_MAX_MESSAGE_BYTES (the broker's
+   * limit is lower): dead-letter it, cut to half its size so the dead letter fits where the
+   * record did not.
+   */
   private rejected(entries: readonly Pending[], kind: WriteErrorKind): void {
     for (const e of entries) {
       if (e.record.topic === this.parts.config.mapping.dlqTopic) {
@@ -152,13 +171,30 @@ export class Bridge implements HealthState {
         continue;
       }
       const msg = inboundFromPending(e);
-      this.deadLetter(msg, 'rejected_by_kafka', 'kafka', `Kafka refused the record (${kind})`);
+      this.deadLetter(msg, 'rejected_by_kafka', 'kafka', `Kafka refused the record (${kind})`, rejectedCap(e.bytes, this.parts.config.mapping.maxMessageBytes));
     }
   }
 
+  /**
+   * The same for a spooled record refused during replay. The dead letter is written before the
+   * replayer deletes the row, so a crash in between cannot lose it.
+   */
   private async rejectedRow(row: SpoolRow, kind: WriteErrorKind): Promise<void> {
-    this.parts.telemetry.droppedRecords('rejected_by_kafka', [{ topic: row.record.topic, key: row.record.key }]);
-    this.log.error({ topic: row.record.topic, messageId: row.id, kind }, 'Kafka refused a spooled record for good; dropped from the spool');
+    const { config, telemetry } = this.parts;
+    const e: Pending = { record: row.record, seq: -1, id: row.id, keyHash: row.keyHash, receivedAtMs: row.receivedAtMs, bytes: row.bytes };
+    const msg = inboundFromPending(e);
+    const detail = `Kafka refused the spooled record (${kind})`;
+    if (row.record.topic !== config.mapping.dlqTopic) {
+      telemetry.deadLettered('rejected_by_kafka', { route: 'kafka', mqttTopic: msg.topic, detail, id: msg.id });
+      const dead = deadLetterRecord(msg, config.mapping.dlqTopic, rejectedCap(row.bytes, config.mapping.maxMessageBytes), 'rejected_by_kafka', 'kafka', detail);
+      try {
+        await this.replayClient.send([dead]);
+        return;
+      } catch (err) {
+        this.log.error({ err: describeError(err), messageId: row.id }, 'the dead letter for a refused spooled record was refused too');
+      }
+    }
+    telemetry.droppedRecords('rejected_by_kafka', [{ topic: row.record.topic, key: row.record.key }]);
   }
 
   private settle(entries: readonly Pending[], where: 'kafka' | 'spool' | undefined): void {
@@ -208,7 +244,9 @@ export class Bridge implements HealthState {
         }
       };
       await step('stop intake', () => this.source.pause());
-      await step('map queued messages', () => this.transformLoop());
+      await step('map queued messages', () => {
+        while (this.queue.length > 0) this.transformLoop();
+      });
       await step('drain writers', () => this.pool.close(deadline));
       await step('stop replay', () => this.replayer.stop());
       await step('commit spool', () => this.spool.flush());
@@ -218,6 +256,11 @@ export class Bridge implements HealthState {
     })();
     return this.closing;
   }
+}
+
+/** Size for the dead letter of a record Kafka refused: half the refused record, within the configured maximum. */
+function rejectedCap(recordBytes: number, maxMessageBytes: number): number {
+  return Math.max(1024, Math.min(maxMessageBytes, Math.floor(recordBytes / 2)));
 }
 
 /** Rebuilds enough of the inbound message from a pending record to dead-letter it. */

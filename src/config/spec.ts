@@ -77,7 +77,7 @@ export const VARS: readonly VarSpec[] = [
   { group: 'kafka', env: 'KAFKA_CLIENT_ID', default: 'mqtt-kafka-spool', doc: 'Kafka client id.', schema: nonEmpty },
   { group: 'kafka', env: 'KAFKA_WORKERS', default: '4', doc: 'Writer workers. A record goes to worker hash(key) % N; each has one produce request in flight.', schema: int(1, 64) },
   { group: 'kafka', env: 'KAFKA_AUTO_CREATE_TOPICS', default: 'false', doc: 'Let the producer create missing topics (the broker must allow it too).', schema: bool },
-  { group: 'kafka', env: 'KAFKA_BATCH_MAX_MESSAGES', default: '2000', doc: 'Most records a worker sends in one produce request.', schema: int(1, 100_000) },
+  { group: 'kafka', env: 'KAFKA_BATCH_MAX_MESSAGES', default: '500', doc: 'Most records a worker sends in one produce request.', schema: int(1, 100_000) },
   { group: 'kafka', env: 'KAFKA_BATCH_MAX_BYTES', default: '524288', doc: 'Most record bytes a worker sends in one produce request (keep below the broker\'s message.max.bytes).', schema: int(1024) },
   { group: 'kafka', env: 'KAFKA_WRITE_TIMEOUT_MS', default: '10000', doc: 'A produce request not acknowledged within this time counts as failed; its records go to the spool.', schema: int(100) },
   { group: 'kafka', env: 'KAFKA_CONNECT_TIMEOUT_MS', default: '5000', doc: 'Kafka connection timeout.', schema: int(100) },

@@ -58,9 +58,12 @@ export class Replayer {
   /** One replay run (shared when one is already under way). */
   runOnce(): Promise<void> {
     if (this.stopped) return Promise.resolve();
-    this.running ??= this.run().finally(() => {
-      this.running = undefined;
-    });
+    // A spool error (disk full, I/O) ends the run as failed; the next interval tries again.
+    this.running ??= this.run()
+      .catch((err: unknown) => this.fail(err, this.safeRows()))
+      .finally(() => {
+        this.running = undefined;
+      });
     return this.running;
   }
 
@@ -130,6 +133,14 @@ export class Replayer {
     let bytes = 0;
     for (const r of rows) bytes += r.bytes;
     this.deps.telemetry.written(rows.length, bytes, performance.now() - t0, 'replay');
+  }
+
+  private safeRows(): number {
+    try {
+      return this.deps.spool.stats().rows;
+    } catch {
+      return -1;
+    }
   }
 
   private fail(err: unknown, rows: number): void {

@@ -103,6 +103,8 @@ class Worker {
   private running: Promise<void> | undefined;
   private readonly client: KafkaProducerClient;
   private readonly log: Logger;
+  /** Set at the shutdown deadline with a request still out: its late outcome is ignored. */
+  private abandoned = false;
   lastWriteOk = true;
 
   constructor(
@@ -207,6 +209,7 @@ class Worker {
 
   /** Switches to the spooling path: `unsent`, then the queue, then later records, in order. */
   private spoolFrom(unsent: Pending[]): void {
+    if (this.abandoned) return;
     const rest = this.queue.slice(this.head);
     this.queue = [];
     this.head = 0;
@@ -232,6 +235,16 @@ class Worker {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([this.running, new Promise((r) => (timer = setTimeout(r, remaining)))]);
       clearTimeout(timer);
+    }
+    if (this.running) {
+      // A produce request is still out. Spooling the queue now would put later records of its
+      // keys ahead of it if it then failed, so the worker gives up instead: none of this is
+      // acknowledged, and the broker redelivers it all, in order, to the next session.
+      this.abandoned = true;
+      this.log.warn({ records: this.queued }, 'shutdown deadline: a Kafka write is still pending; leaving its records and those queued behind it unacknowledged');
+      this.queue = [];
+      this.head = 0;
+      return;
     }
     // Whatever is still queued is made durable in the spool (and acknowledged from there).
     if (this.queued > 0) {

@@ -181,8 +181,21 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       const c = client;
       if (c) {
         setState('closed');
-        // Let MQTT.js write the PUBACKs released so far before DISCONNECT.
-        await c.endAsync(false).catch((err: unknown) => log.warn({ err: describeError(err) }, 'MQTT disconnect failed'));
+        // Let MQTT.js write the PUBACKs released so far before DISCONNECT, but do not wait on a
+        // dead connection: after 3 s the socket is closed (what was not PUBACKed is redelivered).
+        let timer: NodeJS.Timeout | undefined;
+        const ended = await Promise.race([
+          c.endAsync(false).then(
+            () => true,
+            (err: unknown) => (log.warn({ err: describeError(err) }, 'MQTT disconnect failed'), true),
+          ),
+          new Promise<false>((r) => (timer = setTimeout(() => r(false), 3000))),
+        ]);
+        clearTimeout(timer);
+        if (!ended) {
+          log.warn('MQTT disconnect did not finish in 3 s; closing the connection');
+          c.end(true);
+        }
       }
       log.info({ unacked: tracker.unacked, inFlight: tracker.inFlight }, 'MQTT source closed');
     })();

@@ -1,0 +1,468 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Config } from '../../src/config/types.js';
+import { fnv1a } from '../../src/kafka/hash.js';
+import { Replayer } from '../../src/kafka/replayer.js';
+import type { KafkaProducerClient, OutRecord, Pending, WriteErrorKind } from '../../src/kafka/types.js';
+import { Telemetry } from '../../src/observability/telemetry.js';
+import { openSqliteSpool } from '../../src/spool/sqlite-spool.js';
+import type { DropReason, Spool, SpoolRow } from '../../src/spool/types.js';
+
+const logger = pino({ level: 'silent' });
+
+// --- fakes -------------------------------------------------------------------------------
+
+type Step = 'ok' | 'hang' | Error;
+
+const connectionError = (): Error => Object.assign(new Error('Connection error: connect ECONNREFUSED 127.0.0.1:9092'), { name: 'KafkaJSConnectionError' });
+const tooLarge = (): Error =>
+  Object.assign(new Error('The request included a message larger than the max message size the server will accept'), { name: 'KafkaJSProtocolError', type: 'MESSAGE_TOO_LARGE' });
+
+interface Hung {
+  readonly records: OutRecord[];
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+/** A KafkaProducerClient that records every batch and does what the test scripts. */
+class FakeClient implements KafkaProducerClient {
+  readonly batches: OutRecord[][] = [];
+  readonly acked: OutRecord[][] = [];
+  readonly hung: Hung[] = [];
+  readonly script: Step[] = [];
+  mode: Step = 'ok';
+  decide: ((records: readonly OutRecord[]) => Step) | undefined;
+  probeError: Error | undefined;
+  probes = 0;
+  inFlight = 0;
+  maxInFlight = 0;
+  /** Called on every send(), before it settles (to observe the spool mid-run). */
+  onSend: ((records: readonly OutRecord[]) => void) | undefined;
+
+  send(records: readonly OutRecord[]): Promise<void> {
+    const batch = [...records];
+    this.batches.push(batch);
+    this.onSend?.(batch);
+    const step = this.script.shift() ?? this.decide?.(batch) ?? this.mode;
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    const ok = (): void => {
+      this.inFlight--;
+      this.acked.push(batch);
+    };
+    if (step === 'ok') return Promise.resolve().then(ok);
+    if (step instanceof Error) {
+      return Promise.resolve().then(() => {
+        this.inFlight--;
+        throw step;
+      });
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.hung.push({
+        records: batch,
+        resolve: () => {
+          ok();
+          resolve();
+        },
+        reject: (err) => {
+          this.inFlight--;
+          reject(err);
+        },
+      });
+    });
+  }
+
+  release(err?: Error): void {
+    const h = this.hung.shift();
+    if (!h) throw new Error('no request in flight');
+    if (err) h.reject(err);
+    else h.resolve();
+  }
+
+  async probe(): Promise<void> {
+    this.probes++;
+    if (this.probeError) throw this.probeError;
+  }
+  async recreate(): Promise<void> {}
+  async close(): Promise<void> {}
+}
+
+// --- helpers -----------------------------------------------------------------------------
+
+const dirs: string[] = [];
+const spools: Spool[] = [];
+const replayers: { replayer: Replayer; client: FakeClient }[] = [];
+
+afterEach(async () => {
+  for (const { replayer, client } of replayers.splice(0)) {
+    // Stop first, then let any hung request answer so the run can end (even after a failed assertion).
+    const stopping = replayer.stop();
+    client.mode = 'ok';
+    while (client.hung.length > 0) client.release();
+    await stopping;
+  }
+  for (const s of spools.splice(0)) s.close();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function kafkaConfig(over: Partial<Config['kafka']> = {}): Config['kafka'] {
+  return {
+    brokers: ['127.0.0.1:9092'],
+    clientId: 'test',
+    workers: 2,
+    autoCreateTopics: false,
+    batchMaxMessages: 2,
+    batchMaxBytes: 1_000_000,
+    writeTimeoutMs: 1000,
+    connectTimeoutMs: 1000,
+    compression: 'none',
+    ...over,
+  };
+}
+
+let nextSeq = 0;
+function entry(key = `k${nextSeq % 3}`, receivedAtMs = Date.now()): Pending {
+  const seq = nextSeq++;
+  const id = `inst-${seq}`;
+  return {
+    record: { topic: 'out', key, value: Buffer.from(`v${seq}`), headers: { 'mqtt.message_id': id }, timestampMs: receivedAtMs },
+    seq,
+    id,
+    keyHash: fnv1a(key),
+    receivedAtMs,
+    bytes: 100,
+  };
+}
+
+interface HarnessOptions {
+  spool?: Partial<Config['spool']>;
+  kafka?: Partial<Config['kafka']>;
+  spooling?: boolean;
+  /** Wraps the real spool (to inject faults). */
+  wrapSpool?: (s: Spool) => Spool;
+}
+
+function harness(opts: HarnessOptions = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'replayer-test-'));
+  dirs.push(dir);
+  const spoolConfig: Config['spool'] = {
+    path: join(dir, 'spool.db'),
+    replayIntervalMs: 60_000,
+    maxBytes: 1e9,
+    maxAgeMs: 0,
+    fullPolicy: 'block',
+    // Long linger: nothing commits behind the test's back; tests flush explicitly.
+    commitLingerMs: 1000,
+    ...opts.spool,
+  };
+  const droppedRows: { key: string | null; reason: DropReason }[] = [];
+  const real = openSqliteSpool(spoolConfig, {
+    logger,
+    onCommitted: () => undefined,
+    onDroppedPending: () => undefined,
+    onDroppedRows: (rows, reason) => droppedRows.push(...rows.map((r) => ({ key: r.key, reason }))),
+    onWriteError: () => undefined,
+  });
+  spools.push(real);
+  const spool = opts.wrapSpool ? opts.wrapSpool(real) : real;
+  const client = new FakeClient();
+  const telemetry = new Telemetry(logger, { defaultMetrics: false });
+  const drained: { rows: number; pending: number; sent: number }[] = [];
+  const rejected: { row: SpoolRow; kind: WriteErrorKind }[] = [];
+  let spooling = opts.spooling ?? true;
+  const replayer = new Replayer(
+    { spool: spoolConfig, kafka: kafkaConfig(opts.kafka) },
+    {
+      logger,
+      telemetry,
+      client,
+      spool,
+      onDrained: () => {
+        const s = real.stats();
+        drained.push({ rows: s.rows, pending: s.pending, sent: client.acked.flat().length });
+        spooling = false;
+      },
+      spooling: () => spooling,
+      onRejected: async (row, kind) => {
+        rejected.push({ row, kind });
+      },
+    },
+  );
+  replayers.push({ replayer, client });
+  const fill = (es: Pending[]): void => {
+    real.append(es);
+    real.flush();
+  };
+  return { replayer, spool: real, client, telemetry, drained, rejected, droppedRows, fill };
+}
+
+const ids = (xs: readonly { id: string }[]): string[] => xs.map((x) => x.id);
+const recIds = (rs: readonly OutRecord[]): string[] => rs.map((r) => r.headers['mqtt.message_id']!);
+const spooledIds = (s: Spool): string[] => s.read(0, 1e6, 1e12).map((r) => r.id);
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+async function metric(t: Telemetry, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const m = t.registry.getSingleMetric(`mqtt_kafka_${name}`);
+  if (!m) throw new Error(`no metric ${name}`);
+  const data = await m.get();
+  let sum = 0;
+  for (const v of data.values) {
+    if (Object.entries(labels).every(([k, want]) => String((v.labels as Record<string, unknown>)[k]) === want)) sum += v.value;
+  }
+  return sum;
+}
+
+// --- tests -------------------------------------------------------------------------------
+
+describe('replayer: order and deletion', () => {
+  it('replays rows in row order, in pages of KAFKA_BATCH_MAX_MESSAGES, deleting a page only after send() resolved', async () => {
+    const h = harness({ kafka: { batchMaxMessages: 2 } });
+    const es = Array.from({ length: 5 }, () => entry());
+    h.fill(es);
+    h.client.mode = 'hang';
+    const run = h.replayer.runOnce();
+    await tick();
+    expect(h.client.batches.map(recIds)).toEqual([ids(es.slice(0, 2))]);
+    expect(spooledIds(h.spool)).toEqual(ids(es)); // nothing deleted while the page is in flight
+
+    h.client.release();
+    await tick();
+    expect(spooledIds(h.spool)).toEqual(ids(es.slice(2)));
+    expect(h.client.batches.map(recIds)).toEqual([ids(es.slice(0, 2)), ids(es.slice(2, 4))]);
+
+    h.client.release();
+    await tick();
+    expect(spooledIds(h.spool)).toEqual(ids(es.slice(4)));
+    h.client.release();
+    await run;
+    expect(h.client.batches.map(recIds)).toEqual([ids(es.slice(0, 2)), ids(es.slice(2, 4)), ids(es.slice(4))]);
+    expect(h.spool.stats().rows).toBe(0);
+    expect(h.client.maxInFlight).toBe(1);
+    expect(await metric(h.telemetry, 'spool_records_replayed_total')).toBe(5);
+    expect(await metric(h.telemetry, 'records_written_total', { path: 'replay' })).toBe(5);
+    expect(await metric(h.telemetry, 'spool_replay_runs_total', { result: 'drained' })).toBe(1);
+  });
+
+  it('limits a page by KAFKA_BATCH_MAX_BYTES too', async () => {
+    const h = harness({ kafka: { batchMaxMessages: 100, batchMaxBytes: 250 } });
+    const es = Array.from({ length: 5 }, () => entry());
+    h.fill(es);
+    await h.replayer.runOnce();
+    expect(h.client.batches.map((b) => b.length)).toEqual([2, 2, 1]);
+    expect(h.client.batches.flat().map((r) => r.headers['mqtt.message_id'])).toEqual(ids(es));
+  });
+
+  it('deletes nothing of a page whose send() failed, and the next run resends it with the same message ids', async () => {
+    const h = harness({ kafka: { batchMaxMessages: 2 } });
+    const es = Array.from({ length: 5 }, () => entry());
+    h.fill(es);
+    h.client.script.push('ok', connectionError());
+    await h.replayer.runOnce();
+    expect(h.client.batches.map(recIds)).toEqual([ids(es.slice(0, 2)), ids(es.slice(2, 4))]);
+    expect(spooledIds(h.spool)).toEqual(ids(es.slice(2)));
+    expect(h.drained).toEqual([]);
+    expect(await metric(h.telemetry, 'spool_replay_runs_total', { result: 'failed' })).toBe(1);
+    expect(await metric(h.telemetry, 'write_errors_total', { kind: 'connection', path: 'replay' })).toBe(1);
+
+    await h.replayer.runOnce();
+    const resent = h.client.batches[2]!;
+    expect(recIds(resent)).toEqual(ids(es.slice(2, 4)));
+    expect(resent).toEqual(h.client.batches[1]); // same records, same message ids
+    expect(h.client.acked.flat().map((r) => r.headers['mqtt.message_id'])).toEqual(ids(es));
+    expect(h.spool.stats().rows).toBe(0);
+    expect(h.drained).toHaveLength(1);
+  });
+
+  it('dead-letters (onRejected) a single spooled record Kafka refuses as too large and replays the rest in order', async () => {
+    const h = harness({ kafka: { batchMaxMessages: 4 } });
+    const es = Array.from({ length: 4 }, () => entry());
+    const big = es[2]!.id;
+    h.fill(es);
+    h.client.decide = (b) => (recIds(b).includes(big) ? tooLarge() : 'ok');
+    await h.replayer.runOnce();
+    expect(h.rejected.map((r) => [r.row.id, r.kind])).toEqual([[big, 'too_large']]);
+    expect(h.client.acked.flat().map((r) => r.headers['mqtt.message_id'])).toEqual(ids(es).filter((i) => i !== big));
+    expect(h.spool.stats().rows).toBe(0);
+  });
+});
+
+describe('replayer: probe', () => {
+  it('leaves the spool untouched and counts a failed run when the probe fails', async () => {
+    const h = harness();
+    const es = Array.from({ length: 3 }, () => entry());
+    h.fill(es);
+    h.client.probeError = Object.assign(new Error('Kafka did not answer'), { name: 'BridgeError' });
+    await h.replayer.runOnce();
+    expect(h.client.probes).toBe(1);
+    expect(h.client.batches).toEqual([]);
+    expect(spooledIds(h.spool)).toEqual(ids(es));
+    expect(h.drained).toEqual([]);
+    expect(await metric(h.telemetry, 'spool_replay_runs_total', { result: 'failed' })).toBe(1);
+    expect(await metric(h.telemetry, 'spool_replay_runs_total', { result: 'drained' })).toBe(0);
+    expect(await metric(h.telemetry, 'kafka_up')).toBe(0);
+  });
+});
+
+describe('replayer: drained', () => {
+  it('calls onDrained once the spool is empty and nothing is pending, and not before', async () => {
+    const h = harness({ kafka: { batchMaxMessages: 2 } });
+    const es = Array.from({ length: 5 }, () => entry());
+    h.fill(es);
+    const drainedAtSend: number[] = [];
+    h.client.onSend = () => drainedAtSend.push(h.drained.length);
+    await h.replayer.runOnce();
+    expect(drainedAtSend).toEqual([0, 0, 0]);
+    expect(h.drained).toEqual([{ rows: 0, pending: 0, sent: 5 }]);
+  });
+
+  it('does not call onDrained while records wait for their spool commit; it commits and replays them first', async () => {
+    const h = harness();
+    const es = [entry(), entry()];
+    h.spool.append(es); // pending (linger not elapsed), not yet rows
+    expect(h.spool.stats()).toMatchObject({ rows: 0, pending: 2 });
+    await h.replayer.runOnce();
+    expect(h.client.acked.flat().map((r) => r.headers['mqtt.message_id'])).toEqual(ids(es));
+    expect(h.drained).toEqual([{ rows: 0, pending: 0, sent: 2 }]);
+  });
+
+  it('on an empty spool calls onDrained only when some worker is spooling (idle run, no probe)', async () => {
+    const idle = harness({ spooling: false });
+    await idle.replayer.runOnce();
+    expect(idle.drained).toEqual([]);
+    expect(idle.client.probes).toBe(0);
+    expect(await metric(idle.telemetry, 'spool_replay_runs_total', { result: 'idle' })).toBe(1);
+
+    const h = harness({ spooling: true });
+    await h.replayer.runOnce();
+    expect(h.drained).toHaveLength(1);
+    expect(h.client.probes).toBe(0);
+  });
+
+  it('does not call onDrained when a run fails', async () => {
+    const h = harness();
+    h.fill([entry()]);
+    h.client.mode = connectionError();
+    await h.replayer.runOnce();
+    expect(h.drained).toEqual([]);
+    expect(h.spool.stats().rows).toBe(1);
+  });
+});
+
+describe('replayer: appends during a run', () => {
+  it('drains records appended while a run is under way in the same run, after the earlier ones', async () => {
+    const h = harness({ kafka: { batchMaxMessages: 2 } });
+    const early = [entry('k'), entry('k'), entry('k')];
+    h.fill(early);
+    h.client.script.push('hang');
+    const run = h.replayer.runOnce();
+    await tick();
+    expect(h.client.hung).toHaveLength(1);
+    // A spooling worker appends more: one committed, one still pending when the run reaches the end.
+    const committed = entry('k');
+    h.fill([committed]);
+    const pendingOnly = entry('k');
+    h.spool.append([pendingOnly]);
+    h.client.release();
+    await run;
+    expect(h.client.acked.flat().map((r) => r.headers['mqtt.message_id'])).toEqual([...ids(early), committed.id, pendingOnly.id]);
+    expect(h.drained).toEqual([{ rows: 0, pending: 0, sent: 5 }]);
+    expect(await metric(h.telemetry, 'spool_replay_runs_total')).toBe(1);
+  });
+});
+
+describe('replayer: runs never overlap', () => {
+  it('gives one shared run when runOnce() is called while a run is under way', async () => {
+    const h = harness({ kafka: { batchMaxMessages: 10 } });
+    h.fill([entry(), entry(), entry()]);
+    h.client.mode = 'hang';
+    const a = h.replayer.runOnce();
+    const b = h.replayer.runOnce();
+    expect(b).toBe(a);
+    await tick();
+    const c = h.replayer.runOnce();
+    expect(c).toBe(a);
+    expect(h.client.batches).toHaveLength(1);
+    h.client.release();
+    await Promise.all([a, b, c]);
+    expect(h.client.probes).toBe(1);
+    expect(h.client.batches).toHaveLength(1);
+    expect(h.client.maxInFlight).toBe(1);
+    expect(await metric(h.telemetry, 'spool_replay_runs_total')).toBe(1);
+    // Once finished, a new call starts a new run.
+    h.fill([entry()]);
+    h.client.mode = 'ok';
+    const d = h.replayer.runOnce();
+    expect(d).not.toBe(a);
+    await d;
+    expect(h.client.probes).toBe(2);
+  });
+
+  it('does nothing after stop()', async () => {
+    const h = harness();
+    h.fill([entry()]);
+    await h.replayer.stop();
+    await h.replayer.runOnce();
+    expect(h.client.probes).toBe(0);
+    expect(h.spool.stats().rows).toBe(1);
+  });
+});
+
+describe('replayer: max age', () => {
+  it('expires rows older than SPOOL_MAX_AGE_MS before replay, so they are never sent', async () => {
+    const h = harness({ spool: { maxAgeMs: 60_000 } });
+    const now = Date.now();
+    const old = [entry('old-a', now - 120_000), entry('old-b', now - 61_000)];
+    const fresh = [entry('fresh', now - 1_000)];
+    h.fill([...old, ...fresh]);
+    await h.replayer.runOnce();
+    expect(h.client.batches.flat().map((r) => r.headers['mqtt.message_id'])).toEqual(ids(fresh));
+    expect(h.droppedRows).toEqual([
+      { key: 'old-a', reason: 'spool_max_age' },
+      { key: 'old-b', reason: 'spool_max_age' },
+    ]);
+    expect(h.spool.stats().rows).toBe(0);
+  });
+
+  it('expires even when Kafka is down (before the probe)', async () => {
+    const h = harness({ spool: { maxAgeMs: 60_000 } });
+    const now = Date.now();
+    h.fill([entry('old', now - 120_000), entry('fresh', now)]);
+    h.client.probeError = new Error('down');
+    await h.replayer.runOnce();
+    expect(h.droppedRows.map((d) => d.key)).toEqual(['old']);
+    expect(h.spool.read(0, 10, 1e9).map((r) => r.record.key)).toEqual(['fresh']);
+  });
+});
+
+describe('replayer: spool faults', () => {
+  // BUG (src/kafka/replayer.ts, run()): only probe() and send() are guarded. An exception from the
+  // spool inside a run - deleteRange/read/expire hitting SQLITE_FULL or SQLITE_IOERR on a full or
+  // failing disk - rejects runOnce(). The timer calls it as `void this.runOnce()` and nothing in
+  // src/ handles 'unhandledRejection', so Node 20 exits the process; on restart the same rows are
+  // replayed and the same delete fails again: a crash loop on a full disk, which DESIGN §2.5
+  // forbids ("disk full ... never by a crash loop"). Expected: the run ends as 'failed' and the
+  // rows stay for the next run. Remove `.fails` once fixed.
+  it('ends the run as failed (instead of rejecting) when the spool throws SQLITE_FULL while deleting a replayed page', async () => {
+    const h = harness({
+      wrapSpool: (s): Spool => ({
+        append: (es) => s.append(es),
+        read: (after, limit, maxBytes) => s.read(after, limit, maxBytes),
+        deleteRange: () => {
+          throw Object.assign(new Error('database or disk is full'), { name: 'SqliteError', code: 'SQLITE_FULL' });
+        },
+        expire: (now) => s.expire(now),
+        flush: () => s.flush(),
+        stats: () => s.stats(),
+        compact: () => s.compact(),
+        close: () => s.close(),
+      }),
+    });
+    h.fill([entry(), entry()]);
+    await expect(h.replayer.runOnce()).resolves.toBeUndefined();
+    expect(h.spool.stats().rows).toBe(2);
+    expect(await metric(h.telemetry, 'spool_replay_runs_total', { result: 'failed' })).toBe(1);
+  });
+});

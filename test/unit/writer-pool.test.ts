@@ -1,0 +1,553 @@
+import pino from 'pino';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { Config } from '../../src/config/types.js';
+import { fnv1a } from '../../src/kafka/hash.js';
+import type { KafkaProducerClient, OutRecord, Pending, WriteErrorKind } from '../../src/kafka/types.js';
+import { WriterPool } from '../../src/kafka/writer-pool.js';
+import { Telemetry } from '../../src/observability/telemetry.js';
+import type { Spool, SpoolRow, SpoolStats } from '../../src/spool/types.js';
+
+const logger = pino({ level: 'silent' });
+
+// --- fakes -------------------------------------------------------------------------------
+
+/** What one send() does: succeed, fail with this error, or hang until the test releases it. */
+type Step = 'ok' | 'hang' | Error;
+
+const connectionError = (): Error => Object.assign(new Error('Connection error: connect ECONNREFUSED 127.0.0.1:9092'), { name: 'KafkaJSConnectionError' });
+const tooLarge = (): Error =>
+  Object.assign(new Error('The request included a message larger than the max message size the server will accept'), { name: 'KafkaJSProtocolError', type: 'MESSAGE_TOO_LARGE' });
+
+interface Hung {
+  readonly records: OutRecord[];
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+/** A KafkaProducerClient that records every batch it was given and does what the test scripts. */
+class FakeClient implements KafkaProducerClient {
+  /** Every batch handed to send(), in call order. */
+  readonly batches: OutRecord[][] = [];
+  /** Batches whose send() resolved (Kafka acknowledged them). */
+  readonly acked: OutRecord[][] = [];
+  readonly hung: Hung[] = [];
+  /** Steps consumed one per send(); `mode` (or `decide`) applies once they run out. */
+  readonly script: Step[] = [];
+  mode: Step = 'ok';
+  decide: ((records: readonly OutRecord[]) => Step) | undefined;
+  inFlight = 0;
+  maxInFlight = 0;
+  closed = 0;
+
+  constructor(readonly name: string) {}
+
+  send(records: readonly OutRecord[]): Promise<void> {
+    const batch = [...records];
+    this.batches.push(batch);
+    const step = this.script.shift() ?? this.decide?.(batch) ?? this.mode;
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    const ok = (): void => {
+      this.inFlight--;
+      this.acked.push(batch);
+    };
+    if (step === 'ok') return Promise.resolve().then(ok);
+    if (step instanceof Error) {
+      return Promise.resolve().then(() => {
+        this.inFlight--;
+        throw step;
+      });
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.hung.push({
+        records: batch,
+        resolve: () => {
+          ok();
+          resolve();
+        },
+        reject: (err) => {
+          this.inFlight--;
+          reject(err);
+        },
+      });
+    });
+  }
+
+  /** Lets the oldest hung request succeed (or fail with `err`). */
+  release(err?: Error): void {
+    const h = this.hung.shift();
+    if (!h) throw new Error(`${this.name}: no request in flight`);
+    if (err) h.reject(err);
+    else h.resolve();
+  }
+
+  async probe(): Promise<void> {}
+  async recreate(): Promise<void> {}
+  async close(): Promise<void> {
+    this.closed++;
+  }
+}
+
+/** Records what was appended, in order; throws once closed (as the real spool does). */
+class FakeSpool implements Spool {
+  readonly appended: Pending[] = [];
+  closed = false;
+  append(entries: readonly Pending[]): void {
+    if (this.closed) throw new Error('spool closed');
+    this.appended.push(...entries);
+  }
+  read(): SpoolRow[] {
+    return [];
+  }
+  deleteRange(): void {}
+  expire(): number {
+    return 0;
+  }
+  flush(): void {}
+  stats(): SpoolStats {
+    return { rows: this.appended.length, bytes: 0, oldestReceivedAtMs: undefined, pending: 0, blocked: false, fileBytes: 0 };
+  }
+  compact(): void {}
+  close(): void {
+    this.closed = true;
+  }
+}
+
+// --- helpers -----------------------------------------------------------------------------
+
+function kafkaConfig(over: Partial<Config['kafka']> = {}): Config['kafka'] {
+  return {
+    brokers: ['127.0.0.1:9092'],
+    clientId: 'test',
+    workers: 2,
+    autoCreateTopics: false,
+    batchMaxMessages: 1000,
+    batchMaxBytes: 1_000_000,
+    writeTimeoutMs: 1000,
+    connectTimeoutMs: 1000,
+    compression: 'none',
+    ...over,
+  };
+}
+
+let nextSeq = 0;
+function entry(key: string, bytes = 100): Pending {
+  const seq = nextSeq++;
+  const id = `inst-${seq}`;
+  return {
+    record: { topic: 'out', key, value: Buffer.from(`v${seq}`), headers: { 'mqtt.message_id': id }, timestampMs: 1_000 + seq },
+    seq,
+    id,
+    keyHash: fnv1a(key),
+    receivedAtMs: 1_000 + seq,
+    bytes,
+  };
+}
+
+/** `n` distinct keys that hash(key) % workers sends to `worker`. */
+function keysFor(worker: number, workers: number, n = 1): string[] {
+  const out: string[] = [];
+  for (let i = 0; out.length < n; i++) {
+    const k = `key-${i}`;
+    if (fnv1a(k) % workers === worker) out.push(k);
+  }
+  return out;
+}
+
+function harness(over: Partial<Config['kafka']> = {}, startSpooling = false) {
+  const clients = new Map<string, FakeClient>();
+  const written: Pending[] = [];
+  const rejected: { entry: Pending; kind: WriteErrorKind }[] = [];
+  const spool = new FakeSpool();
+  const telemetry = new Telemetry(logger, { defaultMetrics: false });
+  const pool = new WriterPool(
+    kafkaConfig(over),
+    {
+      logger,
+      telemetry,
+      createClient: (name) => {
+        const c = new FakeClient(name);
+        clients.set(name, c);
+        return c;
+      },
+      spool,
+      onWritten: (es) => written.push(...es),
+      onRejected: (es, kind) => rejected.push(...es.map((e) => ({ entry: e, kind }))),
+    },
+    startSpooling,
+  );
+  const client = (i: number): FakeClient => {
+    const c = clients.get(`worker-${i}`);
+    if (!c) throw new Error(`no client worker-${i}`);
+    return c;
+  };
+  return { pool, clients, client, written, rejected, spool, telemetry };
+}
+
+/** Lets every pending promise continuation run (one macrotask turn; not a timed sleep). */
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+const ids = (xs: readonly { id: string }[]): string[] => xs.map((x) => x.id);
+const recIds = (rs: readonly OutRecord[]): string[] => rs.map((r) => r.headers['mqtt.message_id']!);
+
+/** Sum of a counter/gauge's values whose labels include `labels`. */
+async function metric(t: Telemetry, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const m = t.registry.getSingleMetric(`mqtt_kafka_${name}`);
+  if (!m) throw new Error(`no metric ${name}`);
+  const data = await m.get();
+  let sum = 0;
+  for (const v of data.values) {
+    if (Object.entries(labels).every(([k, want]) => String((v.labels as Record<string, unknown>)[k]) === want)) sum += v.value;
+  }
+  return sum;
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+// --- tests -------------------------------------------------------------------------------
+
+describe('writer pool: routing', () => {
+  it('sends a record to worker hash(key) % N, so one key is always served by the same client', async () => {
+    const h = harness({ workers: 3 });
+    const keys = Array.from({ length: 30 }, (_, i) => `badge-${i}`);
+    const submitted: Pending[] = [];
+    for (let round = 0; round < 3; round++) {
+      for (const k of keys) {
+        const e = entry(k);
+        submitted.push(e);
+        h.pool.submit(e);
+      }
+      await tick();
+    }
+    expect(h.clients.size).toBe(3);
+    const seenBy = new Map<string, Set<string>>();
+    for (const [name, c] of h.clients) {
+      for (const b of c.batches) for (const r of b) (seenBy.get(r.key!) ?? seenBy.set(r.key!, new Set()).get(r.key!)!).add(name);
+    }
+    for (const k of keys) expect([...seenBy.get(k)!]).toEqual([`worker-${fnv1a(k) % 3}`]);
+    // All three workers got work (the keys spread), and everything was written.
+    for (const c of h.clients.values()) expect(c.batches.length).toBeGreaterThan(0);
+    expect(h.written).toHaveLength(submitted.length);
+  });
+});
+
+describe('writer pool: batching', () => {
+  it('keeps one produce request in flight per worker and sends what queued meanwhile as ONE next batch, in order', async () => {
+    const h = harness({ workers: 1 });
+    const c = h.client(0);
+    c.mode = 'hang';
+    const es = Array.from({ length: 6 }, (_, i) => entry(`k${i % 3}`));
+    for (const e of es) h.pool.submit(e);
+    expect(c.batches.map(recIds)).toEqual([[es[0]!.id]]);
+    expect(h.pool.queued).toBe(5);
+    expect(h.written).toEqual([]);
+
+    c.release();
+    await tick();
+    expect(c.batches.map(recIds)).toEqual([[es[0]!.id], ids(es.slice(1))]);
+    expect(ids(h.written)).toEqual([es[0]!.id]);
+
+    c.release();
+    await tick();
+    expect(ids(h.written)).toEqual(ids(es));
+    expect(c.maxInFlight).toBe(1);
+    expect(h.pool.queued).toBe(0);
+  });
+
+  it('never puts more than KAFKA_BATCH_MAX_MESSAGES records in one batch', async () => {
+    const h = harness({ workers: 1, batchMaxMessages: 3 });
+    const c = h.client(0);
+    c.mode = 'hang';
+    const es = Array.from({ length: 8 }, () => entry('k'));
+    for (const e of es) h.pool.submit(e);
+    for (let i = 0; i < 4; i++) {
+      c.release();
+      await tick();
+    }
+    expect(c.batches.map((b) => b.length)).toEqual([1, 3, 3, 1]);
+    expect(c.batches.flat().map((r) => r.headers['mqtt.message_id'])).toEqual(ids(es));
+    expect(ids(h.written)).toEqual(ids(es));
+  });
+
+  it('never exceeds KAFKA_BATCH_MAX_BYTES with more than one record, but sends an oversized record alone', async () => {
+    const h = harness({ workers: 1, batchMaxBytes: 250 });
+    const c = h.client(0);
+    c.mode = 'hang';
+    const es = [entry('k', 100), entry('k', 100), entry('k', 100), entry('k', 100), entry('k', 400), entry('k', 100), entry('k', 100)];
+    for (const e of es) h.pool.submit(e);
+    for (let i = 0; i < 5; i++) {
+      c.release();
+      await tick();
+    }
+    // [first alone] [100+100] [100] (next is 400: would exceed) [400 alone] [100+100]
+    expect(c.batches.map((b) => b.length)).toEqual([1, 2, 1, 1, 2]);
+    expect(ids(h.written)).toEqual(ids(es));
+  });
+});
+
+describe('writer pool: failure switches a worker to the spool', () => {
+  it('spools the failed batch, then its queue, then later submits, in exactly that order, acknowledging none of them', async () => {
+    const h = harness({ workers: 1 });
+    const c = h.client(0);
+    c.mode = 'hang';
+    const first = entry('a');
+    h.pool.submit(first);
+    c.release(); // written directly
+    await tick();
+    expect(ids(h.written)).toEqual([first.id]);
+
+    const failed = entry('a');
+    h.pool.submit(failed); // in flight
+    const queued = [entry('b'), entry('a'), entry('c')];
+    for (const e of queued) h.pool.submit(e);
+    // While the request is in flight nothing is spooled: a record is never in a request and in the spool at once.
+    expect(h.spool.appended).toEqual([]);
+
+    c.release(connectionError());
+    await tick();
+    expect(h.pool.spoolingWorkers).toBe(1);
+    expect(h.pool.lastWriteOk).toBe(false);
+    expect(ids(h.spool.appended)).toEqual([failed.id, ...ids(queued)]);
+
+    const later = [entry('a'), entry('d')];
+    for (const e of later) h.pool.submit(e);
+    expect(ids(h.spool.appended)).toEqual([failed.id, ...ids(queued), ...ids(later)]);
+    // Later submits go straight to the spool: no new produce request.
+    expect(c.batches.map(recIds)).toEqual([[first.id], [failed.id]]);
+    expect(ids(h.written)).toEqual([first.id]);
+
+    // Written and spooled are disjoint and together are exactly what was submitted.
+    const all = [first, failed, ...queued, ...later];
+    expect([...ids(h.written), ...ids(h.spool.appended)].sort()).toEqual(ids(all).sort());
+  });
+
+  it('counts the failed write by kind', async () => {
+    const h = harness({ workers: 1 });
+    h.client(0).mode = connectionError();
+    h.pool.submit(entry('a'));
+    await tick();
+    expect(await metric(h.telemetry, 'write_errors_total', { kind: 'connection', path: 'direct' })).toBe(1);
+    expect(await metric(h.telemetry, 'kafka_up')).toBe(0);
+    expect(await metric(h.telemetry, 'write_path_workers', { path: 'spooling' })).toBe(1);
+    expect(await metric(h.telemetry, 'write_path_workers', { path: 'direct' })).toBe(0);
+
+    const t = harness({ workers: 1 });
+    t.client(0).mode = Object.assign(new Error('Request timed out'), { name: 'KafkaJSRequestTimeoutError' });
+    t.pool.submit(entry('a'));
+    await tick();
+    expect(await metric(t.telemetry, 'write_errors_total', { kind: 'timeout' })).toBe(1);
+    expect(await metric(t.telemetry, 'write_errors_total', { kind: 'connection' })).toBe(0);
+  });
+
+  it('lets the other workers keep writing directly while one spools', async () => {
+    const h = harness({ workers: 2 });
+    const [bad] = keysFor(0, 2);
+    const [good] = keysFor(1, 2);
+    h.client(0).mode = connectionError();
+    const b1 = entry(bad!);
+    const g1 = entry(good!);
+    h.pool.submit(b1);
+    h.pool.submit(g1);
+    await tick();
+    expect(h.pool.spoolingWorkers).toBe(1);
+
+    const b2 = entry(bad!);
+    const g2 = entry(good!);
+    h.pool.submit(b2);
+    h.pool.submit(g2);
+    await tick();
+    expect(ids(h.written)).toEqual([g1.id, g2.id]);
+    expect(ids(h.spool.appended)).toEqual([b1.id, b2.id]);
+    expect(h.client(1).batches.flat().map((r) => r.key)).toEqual([good, good]);
+    expect(h.client(0).batches).toHaveLength(1);
+    expect(h.pool.spoolingWorkers).toBe(1);
+  });
+
+  it('switchAllToDirect() brings spooling workers back to writing to Kafka', async () => {
+    const h = harness({ workers: 2 }, true);
+    expect(h.pool.spoolingWorkers).toBe(2);
+    const [k0] = keysFor(0, 2);
+    const [k1] = keysFor(1, 2);
+    const spooled = [entry(k0!), entry(k1!)];
+    for (const e of spooled) h.pool.submit(e);
+    expect(ids(h.spool.appended)).toEqual(ids(spooled));
+    expect(h.client(0).batches).toEqual([]);
+
+    h.pool.switchAllToDirect();
+    expect(h.pool.spoolingWorkers).toBe(0);
+    expect(h.pool.lastWriteOk).toBe(true);
+    expect(await metric(h.telemetry, 'write_path_workers', { path: 'direct' })).toBe(2);
+    const direct = [entry(k0!), entry(k1!)];
+    for (const e of direct) h.pool.submit(e);
+    await tick();
+    expect(ids(h.written).sort()).toEqual(ids(direct).sort());
+    expect(ids(h.spool.appended)).toEqual(ids(spooled));
+  });
+});
+
+describe('writer pool: records Kafka refuses as too large', () => {
+  it('halves the batch until the single too-large records are rejected via onRejected; the others are written in order', async () => {
+    const h = harness({ workers: 1 });
+    const c = h.client(0);
+    const big = new Set<string>();
+    c.script.push('hang');
+    c.decide = (batch) => (batch.some((r) => big.has(r.headers['mqtt.message_id']!)) ? tooLarge() : 'ok');
+    const a = entry('k');
+    h.pool.submit(a); // in flight, so the rest queue up into one batch
+    const b = entry('k');
+    const big1 = entry('k');
+    const d = entry('k');
+    const big2 = entry('k');
+    const e = entry('k');
+    big.add(big1.id).add(big2.id);
+    for (const x of [b, big1, d, big2, e]) h.pool.submit(x);
+    c.release();
+    await tick();
+
+    expect(ids(h.written)).toEqual([a.id, b.id, d.id, e.id]);
+    expect(h.rejected.map((r) => [r.entry.id, r.kind])).toEqual([
+      [big1.id, 'too_large'],
+      [big2.id, 'too_large'],
+    ]);
+    // The split: whole batch, then halves, down to the single offenders.
+    expect(c.batches.map(recIds)).toEqual([
+      [a.id],
+      [b.id, big1.id, d.id, big2.id, e.id],
+      [b.id, big1.id],
+      [b.id],
+      [big1.id],
+      [d.id, big2.id, e.id],
+      [d.id],
+      [big2.id, e.id],
+      [big2.id],
+      [e.id],
+    ]);
+    // Too large is not an outage: the worker stays direct and nothing is spooled.
+    expect(h.pool.spoolingWorkers).toBe(0);
+    expect(h.spool.appended).toEqual([]);
+    expect(await metric(h.telemetry, 'write_errors_total', { kind: 'too_large' })).toBe(6);
+    expect(await metric(h.telemetry, 'kafka_up')).toBe(1);
+  });
+
+  it('spools the unwritten rest in order when Kafka goes down in the middle of a split', async () => {
+    const h = harness({ workers: 1 });
+    const c = h.client(0);
+    const a = entry('k');
+    const big1 = entry('k');
+    const b = entry('k');
+    const d = entry('k');
+    c.script.push('hang', tooLarge(), tooLarge(), connectionError());
+    h.pool.submit(a);
+    for (const x of [big1, b, d]) h.pool.submit(x);
+    c.release();
+    await tick();
+    // [big1,b,d] too large → [big1] too large → rejected; [b,d] → connection error → spooled.
+    expect(h.rejected.map((r) => r.entry.id)).toEqual([big1.id]);
+    expect(ids(h.written)).toEqual([a.id]);
+    expect(ids(h.spool.appended)).toEqual([b.id, d.id]);
+    expect(h.pool.spoolingWorkers).toBe(1);
+  });
+});
+
+describe('writer pool: close(deadline)', () => {
+  it('lets direct workers finish their queue before closing the clients', async () => {
+    const h = harness({ workers: 2, batchMaxMessages: 2 });
+    const es = Array.from({ length: 9 }, (_, i) => entry(`k${i}`));
+    for (const i of [0, 1]) h.client(i).mode = 'hang';
+    for (const e of es) h.pool.submit(e);
+    let closed = false;
+    const closing = h.pool.close(Date.now() + 60_000).then(() => (closed = true));
+    // Answer each request as it comes until every record was written.
+    for (let guard = 0; guard < 50 && h.written.length < es.length; guard++) {
+      for (const i of [0, 1]) if (h.client(i).hung.length > 0) h.client(i).release();
+      await tick();
+      if (h.written.length < es.length) expect(closed).toBe(false);
+    }
+    await closing;
+    expect(ids(h.written).sort()).toEqual(ids(es).sort());
+    expect(h.spool.appended).toEqual([]);
+    expect(h.client(0).closed).toBe(1);
+    expect(h.client(1).closed).toBe(1);
+    // Idempotent.
+    expect(h.pool.close(0)).toBe(h.pool.close(0));
+  });
+
+  it('leaves the queue unacknowledged when a write still hangs at the deadline (the broker redelivers it in order)', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    const h = harness({ workers: 1 });
+    const c = h.client(0);
+    c.mode = 'hang';
+    const inFlight = entry('k');
+    const queued = [entry('k'), entry('j'), entry('k')];
+    h.pool.submit(inFlight);
+    for (const e of queued) h.pool.submit(e);
+    let closed = false;
+    const closing = h.pool.close(Date.now() + 1000).then(() => (closed = true));
+    await vi.advanceTimersByTimeAsync(999);
+    expect(closed).toBe(false);
+    expect(h.spool.appended).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    await closing;
+    // Spooling the queue ahead of the hanging batch could put later records of its keys first.
+    expect(h.spool.appended).toEqual([]);
+    expect(h.written).toEqual([]);
+    expect(c.batches.map(recIds)).toEqual([[inFlight.id]]);
+    expect(c.closed).toBe(1);
+  });
+
+  // Regression: a batch that fails after the deadline used to be spooled behind the queue that
+  // drain() had already spooled, reversing the order of its keys in the spool.
+  it('keeps per-key order in the spool when the in-flight batch fails after the close deadline', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    const h = harness({ workers: 1 });
+    const c = h.client(0);
+    c.mode = 'hang';
+    const inFlight = entry('k');
+    const queued = [entry('k'), entry('k')];
+    h.pool.submit(inFlight);
+    for (const e of queued) h.pool.submit(e);
+    const closing = h.pool.close(Date.now() + 1000);
+    await vi.advanceTimersByTimeAsync(1000);
+    await closing;
+    // The hung request fails late, while the spool is still open.
+    c.release(connectionError());
+    await vi.advanceTimersByTimeAsync(0);
+    const spooledSeqs = h.spool.appended.filter((e) => e.record.key === 'k').map((e) => e.seq);
+    expect(spooledSeqs).toEqual([...spooledSeqs].sort((x, y) => x - y));
+  });
+
+  it('leaves records unacknowledged (does not throw) when the spool is already closed', async () => {
+    const h = harness({ workers: 1 }, true);
+    h.spool.close();
+    expect(() => h.pool.submit(entry('k'))).not.toThrow();
+    expect(h.written).toEqual([]);
+  });
+});
+
+describe('writer pool: telemetry', () => {
+  it('counts written records and bytes per path, and write errors by kind', async () => {
+    const h = harness({ workers: 1 });
+    const c = h.client(0);
+    c.mode = 'hang';
+    const es = [entry('k', 100), entry('k', 200), entry('k', 300)];
+    for (const e of es) h.pool.submit(e);
+    c.release();
+    await tick();
+    c.release();
+    await tick();
+    expect(await metric(h.telemetry, 'records_written_total', { path: 'direct' })).toBe(3);
+    expect(await metric(h.telemetry, 'bytes_written_total', { path: 'direct' })).toBe(600);
+    expect(await metric(h.telemetry, 'kafka_up')).toBe(1);
+    expect(await metric(h.telemetry, 'write_errors_total')).toBe(0);
+
+    c.mode = 'hang';
+    h.pool.submit(entry('k'));
+    c.release(Object.assign(new Error('There is no leader for this topic-partition'), { name: 'KafkaJSProtocolError', type: 'LEADER_NOT_AVAILABLE' }));
+    await tick();
+    expect(await metric(h.telemetry, 'write_errors_total', { kind: 'leader_unavailable', path: 'direct' })).toBe(1);
+    expect(await metric(h.telemetry, 'records_written_total', { path: 'direct' })).toBe(3);
+    expect(await metric(h.telemetry, 'kafka_up')).toBe(0);
+  });
+});
