@@ -16,75 +16,11 @@ import type { InboundMessage, MqttSource, MqttState } from '../../src/mqtt/types
 import { Telemetry } from '../../src/observability/telemetry.js';
 import { openSqliteSpool } from '../../src/spool/sqlite-spool.js';
 import type { Spool } from '../../src/spool/types.js';
+import { connectionError, FakeClient, metric, tooLarge } from './fakes.js';
 
 const logger = pino({ level: 'silent' });
 
 // --- fakes -------------------------------------------------------------------------------
-
-type Step = 'ok' | 'hang' | Error;
-
-const connectionError = (): Error => Object.assign(new Error('Connection error: connect ECONNREFUSED 127.0.0.1:9092'), { name: 'KafkaJSConnectionError' });
-const tooLarge = (): Error =>
-  Object.assign(new Error('The request included a message larger than the max message size the server will accept'), { name: 'KafkaJSProtocolError', type: 'MESSAGE_TOO_LARGE' });
-
-interface Hung {
-  readonly records: OutRecord[];
-  resolve(): void;
-  reject(err: Error): void;
-}
-
-class FakeClient implements KafkaProducerClient {
-  readonly batches: OutRecord[][] = [];
-  readonly hung: Hung[] = [];
-  readonly script: Step[] = [];
-  mode: Step = 'ok';
-  decide: ((records: readonly OutRecord[]) => Step) | undefined;
-
-  constructor(
-    readonly name: string,
-    private readonly world: World,
-  ) {}
-
-  send(records: readonly OutRecord[]): Promise<void> {
-    const batch = [...records];
-    this.batches.push(batch);
-    this.world.events.push(`send:${this.name}`);
-    const step = this.script.shift() ?? this.decide?.(batch) ?? this.mode;
-    const ok = (): void => {
-      // Kafka acknowledged: this is what consumers will see, in this order.
-      this.world.delivered.push(...batch);
-    };
-    if (step === 'ok') return Promise.resolve().then(ok);
-    if (step instanceof Error) {
-      return Promise.resolve().then(() => {
-        throw step;
-      });
-    }
-    return new Promise<void>((resolve, reject) => {
-      this.hung.push({
-        records: batch,
-        resolve: () => {
-          ok();
-          resolve();
-        },
-        reject,
-      });
-    });
-  }
-
-  release(err?: Error): void {
-    const h = this.hung.shift();
-    if (!h) throw new Error(`${this.name}: no request in flight`);
-    if (err) h.reject(err);
-    else h.resolve();
-  }
-
-  async probe(): Promise<void> {}
-  async recreate(): Promise<void> {}
-  async close(): Promise<void> {
-    this.world.events.push(`client.close:${this.name}`);
-  }
-}
 
 /** Shared record of what happened, across every fake. */
 interface World {
@@ -97,7 +33,11 @@ class FakeFactory implements KafkaClientFactory {
   readonly clients = new Map<string, FakeClient>();
   constructor(private readonly world: World) {}
   create(name: string): KafkaProducerClient {
-    const c = new FakeClient(name, this.world);
+    const c = new FakeClient(name);
+    c.onSend = () => this.world.events.push(`send:${name}`);
+    // Kafka acknowledged: this is what consumers will see, in this order.
+    c.onAck = (batch) => this.world.delivered.push(...batch);
+    c.onClose = () => this.world.events.push(`client.close:${name}`);
     this.clients.set(name, c);
     return c;
   }
@@ -281,17 +221,6 @@ const hungAnywhere = (f: FakeFactory): number => f.all().reduce((n, c) => n + c.
 const releaseAll = (f: FakeFactory): void => {
   for (const c of f.all()) while (c.hung.length > 0) c.release();
 };
-
-async function metric(t: Telemetry, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const m = t.registry.getSingleMetric(`mqtt_kafka_${name}`);
-  if (!m) throw new Error(`no metric ${name}`);
-  const data = await m.get();
-  let sum = 0;
-  for (const v of data.values) {
-    if (Object.entries(labels).every(([k, want]) => String((v.labels as Record<string, unknown>)[k]) === want)) sum += v.value;
-  }
-  return sum;
-}
 
 // --- tests -------------------------------------------------------------------------------
 

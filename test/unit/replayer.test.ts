@@ -6,89 +6,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.js';
 import { fnv1a } from '../../src/kafka/hash.js';
 import { Replayer } from '../../src/kafka/replayer.js';
-import type { KafkaProducerClient, OutRecord, Pending, WriteErrorKind } from '../../src/kafka/types.js';
+import type { Pending, WriteErrorKind } from '../../src/kafka/types.js';
 import { Telemetry } from '../../src/observability/telemetry.js';
 import { openSqliteSpool } from '../../src/spool/sqlite-spool.js';
 import type { DropReason, Spool, SpoolRow } from '../../src/spool/types.js';
+import { connectionError, FakeClient, ids, kafkaConfig, metric, recIds, tick, tooLarge } from './fakes.js';
 
 const logger = pino({ level: 'silent' });
-
-// --- fakes -------------------------------------------------------------------------------
-
-type Step = 'ok' | 'hang' | Error;
-
-const connectionError = (): Error => Object.assign(new Error('Connection error: connect ECONNREFUSED 127.0.0.1:9092'), { name: 'KafkaJSConnectionError' });
-const tooLarge = (): Error =>
-  Object.assign(new Error('The request included a message larger than the max message size the server will accept'), { name: 'KafkaJSProtocolError', type: 'MESSAGE_TOO_LARGE' });
-
-interface Hung {
-  readonly records: OutRecord[];
-  resolve(): void;
-  reject(err: Error): void;
-}
-
-/** A KafkaProducerClient that records every batch and does what the test scripts. */
-class FakeClient implements KafkaProducerClient {
-  readonly batches: OutRecord[][] = [];
-  readonly acked: OutRecord[][] = [];
-  readonly hung: Hung[] = [];
-  readonly script: Step[] = [];
-  mode: Step = 'ok';
-  decide: ((records: readonly OutRecord[]) => Step) | undefined;
-  probeError: Error | undefined;
-  probes = 0;
-  inFlight = 0;
-  maxInFlight = 0;
-  /** Called on every send(), before it settles (to observe the spool mid-run). */
-  onSend: ((records: readonly OutRecord[]) => void) | undefined;
-
-  send(records: readonly OutRecord[]): Promise<void> {
-    const batch = [...records];
-    this.batches.push(batch);
-    this.onSend?.(batch);
-    const step = this.script.shift() ?? this.decide?.(batch) ?? this.mode;
-    this.inFlight++;
-    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
-    const ok = (): void => {
-      this.inFlight--;
-      this.acked.push(batch);
-    };
-    if (step === 'ok') return Promise.resolve().then(ok);
-    if (step instanceof Error) {
-      return Promise.resolve().then(() => {
-        this.inFlight--;
-        throw step;
-      });
-    }
-    return new Promise<void>((resolve, reject) => {
-      this.hung.push({
-        records: batch,
-        resolve: () => {
-          ok();
-          resolve();
-        },
-        reject: (err) => {
-          this.inFlight--;
-          reject(err);
-        },
-      });
-    });
-  }
-
-  release(err?: Error): void {
-    const h = this.hung.shift();
-    if (!h) throw new Error('no request in flight');
-    if (err) h.reject(err);
-    else h.resolve();
-  }
-
-  async probe(): Promise<void> {
-    this.probes++;
-    if (this.probeError) throw this.probeError;
-  }
-  async recreate(): Promise<void> {}
-  async close(): Promise<void> {}
-}
 
 // --- helpers -----------------------------------------------------------------------------
 
@@ -107,21 +31,6 @@ afterEach(async () => {
   for (const s of spools.splice(0)) s.close();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
-
-function kafkaConfig(over: Partial<Config['kafka']> = {}): Config['kafka'] {
-  return {
-    brokers: ['127.0.0.1:9092'],
-    clientId: 'test',
-    workers: 2,
-    autoCreateTopics: false,
-    batchMaxMessages: 2,
-    batchMaxBytes: 1_000_000,
-    writeTimeoutMs: 1000,
-    connectTimeoutMs: 1000,
-    compression: 'none',
-    ...over,
-  };
-}
 
 let nextSeq = 0;
 function entry(key = `k${nextSeq % 3}`, receivedAtMs = Date.now()): Pending {
@@ -174,7 +83,7 @@ function harness(opts: HarnessOptions = {}) {
   const rejected: { row: SpoolRow; kind: WriteErrorKind }[] = [];
   let spooling = opts.spooling ?? true;
   const replayer = new Replayer(
-    { spool: spoolConfig, kafka: kafkaConfig(opts.kafka) },
+    { spool: spoolConfig, kafka: kafkaConfig({ batchMaxMessages: 2, ...opts.kafka }) },
     {
       logger,
       telemetry,
@@ -199,21 +108,7 @@ function harness(opts: HarnessOptions = {}) {
   return { replayer, spool: real, client, telemetry, drained, rejected, droppedRows, fill };
 }
 
-const ids = (xs: readonly { id: string }[]): string[] => xs.map((x) => x.id);
-const recIds = (rs: readonly OutRecord[]): string[] => rs.map((r) => r.headers['mqtt.message_id']!);
 const spooledIds = (s: Spool): string[] => s.read(0, 1e6, 1e12).map((r) => r.id);
-const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
-
-async function metric(t: Telemetry, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const m = t.registry.getSingleMetric(`mqtt_kafka_${name}`);
-  if (!m) throw new Error(`no metric ${name}`);
-  const data = await m.get();
-  let sum = 0;
-  for (const v of data.values) {
-    if (Object.entries(labels).every(([k, want]) => String((v.labels as Record<string, unknown>)[k]) === want)) sum += v.value;
-  }
-  return sum;
-}
 
 // --- tests -------------------------------------------------------------------------------
 

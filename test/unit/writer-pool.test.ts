@@ -2,91 +2,15 @@ import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Config } from '../../src/config/types.js';
 import { fnv1a } from '../../src/kafka/hash.js';
-import type { KafkaProducerClient, OutRecord, Pending, WriteErrorKind } from '../../src/kafka/types.js';
+import type { Pending, WriteErrorKind } from '../../src/kafka/types.js';
 import { WriterPool } from '../../src/kafka/writer-pool.js';
 import { Telemetry } from '../../src/observability/telemetry.js';
 import type { Spool, SpoolRow, SpoolStats } from '../../src/spool/types.js';
+import { connectionError, FakeClient, ids, kafkaConfig, metric, recIds, tick, tooLarge } from './fakes.js';
 
 const logger = pino({ level: 'silent' });
 
 // --- fakes -------------------------------------------------------------------------------
-
-/** What one send() does: succeed, fail with this error, or hang until the test releases it. */
-type Step = 'ok' | 'hang' | Error;
-
-const connectionError = (): Error => Object.assign(new Error('Connection error: connect ECONNREFUSED 127.0.0.1:9092'), { name: 'KafkaJSConnectionError' });
-const tooLarge = (): Error =>
-  Object.assign(new Error('The request included a message larger than the max message size the server will accept'), { name: 'KafkaJSProtocolError', type: 'MESSAGE_TOO_LARGE' });
-
-interface Hung {
-  readonly records: OutRecord[];
-  resolve(): void;
-  reject(err: Error): void;
-}
-
-/** A KafkaProducerClient that records every batch it was given and does what the test scripts. */
-class FakeClient implements KafkaProducerClient {
-  /** Every batch handed to send(), in call order. */
-  readonly batches: OutRecord[][] = [];
-  /** Batches whose send() resolved (Kafka acknowledged them). */
-  readonly acked: OutRecord[][] = [];
-  readonly hung: Hung[] = [];
-  /** Steps consumed one per send(); `mode` (or `decide`) applies once they run out. */
-  readonly script: Step[] = [];
-  mode: Step = 'ok';
-  decide: ((records: readonly OutRecord[]) => Step) | undefined;
-  inFlight = 0;
-  maxInFlight = 0;
-  closed = 0;
-
-  constructor(readonly name: string) {}
-
-  send(records: readonly OutRecord[]): Promise<void> {
-    const batch = [...records];
-    this.batches.push(batch);
-    const step = this.script.shift() ?? this.decide?.(batch) ?? this.mode;
-    this.inFlight++;
-    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
-    const ok = (): void => {
-      this.inFlight--;
-      this.acked.push(batch);
-    };
-    if (step === 'ok') return Promise.resolve().then(ok);
-    if (step instanceof Error) {
-      return Promise.resolve().then(() => {
-        this.inFlight--;
-        throw step;
-      });
-    }
-    return new Promise<void>((resolve, reject) => {
-      this.hung.push({
-        records: batch,
-        resolve: () => {
-          ok();
-          resolve();
-        },
-        reject: (err) => {
-          this.inFlight--;
-          reject(err);
-        },
-      });
-    });
-  }
-
-  /** Lets the oldest hung request succeed (or fail with `err`). */
-  release(err?: Error): void {
-    const h = this.hung.shift();
-    if (!h) throw new Error(`${this.name}: no request in flight`);
-    if (err) h.reject(err);
-    else h.resolve();
-  }
-
-  async probe(): Promise<void> {}
-  async recreate(): Promise<void> {}
-  async close(): Promise<void> {
-    this.closed++;
-  }
-}
 
 /** Records what was appended, in order; throws once closed (as the real spool does). */
 class FakeSpool implements Spool {
@@ -114,21 +38,6 @@ class FakeSpool implements Spool {
 }
 
 // --- helpers -----------------------------------------------------------------------------
-
-function kafkaConfig(over: Partial<Config['kafka']> = {}): Config['kafka'] {
-  return {
-    brokers: ['127.0.0.1:9092'],
-    clientId: 'test',
-    workers: 2,
-    autoCreateTopics: false,
-    batchMaxMessages: 1000,
-    batchMaxBytes: 1_000_000,
-    writeTimeoutMs: 1000,
-    connectTimeoutMs: 1000,
-    compression: 'none',
-    ...over,
-  };
-}
 
 let nextSeq = 0;
 function entry(key: string, bytes = 100): Pending {
@@ -182,24 +91,6 @@ function harness(over: Partial<Config['kafka']> = {}, startSpooling = false) {
     return c;
   };
   return { pool, clients, client, written, rejected, spool, telemetry };
-}
-
-/** Lets every pending promise continuation run (one macrotask turn; not a timed sleep). */
-const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
-
-const ids = (xs: readonly { id: string }[]): string[] => xs.map((x) => x.id);
-const recIds = (rs: readonly OutRecord[]): string[] => rs.map((r) => r.headers['mqtt.message_id']!);
-
-/** Sum of a counter/gauge's values whose labels include `labels`. */
-async function metric(t: Telemetry, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const m = t.registry.getSingleMetric(`mqtt_kafka_${name}`);
-  if (!m) throw new Error(`no metric ${name}`);
-  const data = await m.get();
-  let sum = 0;
-  for (const v of data.values) {
-    if (Object.entries(labels).every(([k, want]) => String((v.labels as Record<string, unknown>)[k]) === want)) sum += v.value;
-  }
-  return sum;
 }
 
 afterEach(() => {

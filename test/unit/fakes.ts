@@ -1,0 +1,136 @@
+// Test doubles and helpers shared by the unit suites that drive a Kafka producer client
+// (writer-pool, replayer, bridge). Not a test file itself: vitest only collects *.test.ts.
+
+import type { Config } from '../../src/config/types.js';
+import type { KafkaProducerClient, OutRecord } from '../../src/kafka/types.js';
+import type { Telemetry } from '../../src/observability/telemetry.js';
+
+// --- fakes -------------------------------------------------------------------------------
+
+/** What one send() does: succeed, fail with this error, or hang until the test releases it. */
+export type Step = 'ok' | 'hang' | Error;
+
+export const connectionError = (): Error =>
+  Object.assign(new Error('Connection error: connect ECONNREFUSED 127.0.0.1:9092'), { name: 'KafkaJSConnectionError' });
+export const tooLarge = (): Error =>
+  Object.assign(new Error('The request included a message larger than the max message size the server will accept'), { name: 'KafkaJSProtocolError', type: 'MESSAGE_TOO_LARGE' });
+
+export interface Hung {
+  readonly records: OutRecord[];
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+/** A KafkaProducerClient that records every batch it was given and does what the test scripts. */
+export class FakeClient implements KafkaProducerClient {
+  /** Every batch handed to send(), in call order. */
+  readonly batches: OutRecord[][] = [];
+  /** Batches whose send() resolved (Kafka acknowledged them). */
+  readonly acked: OutRecord[][] = [];
+  readonly hung: Hung[] = [];
+  /** Steps consumed one per send(); `mode` (or `decide`) applies once they run out. */
+  readonly script: Step[] = [];
+  mode: Step = 'ok';
+  decide: ((records: readonly OutRecord[]) => Step) | undefined;
+  /** When set, probe() fails with it. */
+  probeError: Error | undefined;
+  probes = 0;
+  inFlight = 0;
+  maxInFlight = 0;
+  closed = 0;
+  /** Called on every send(), before it settles (to observe the rest of the system mid-run). */
+  onSend: ((records: readonly OutRecord[]) => void) | undefined;
+  /** Called when a batch is acknowledged, right after it is added to `acked`. */
+  onAck: ((records: readonly OutRecord[]) => void) | undefined;
+  /** Called on every close(). */
+  onClose: (() => void) | undefined;
+
+  constructor(readonly name = 'client') {}
+
+  send(records: readonly OutRecord[]): Promise<void> {
+    const batch = [...records];
+    this.batches.push(batch);
+    this.onSend?.(batch);
+    const step = this.script.shift() ?? this.decide?.(batch) ?? this.mode;
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    const ok = (): void => {
+      this.inFlight--;
+      this.acked.push(batch);
+      this.onAck?.(batch);
+    };
+    if (step === 'ok') return Promise.resolve().then(ok);
+    if (step instanceof Error) {
+      return Promise.resolve().then(() => {
+        this.inFlight--;
+        throw step;
+      });
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.hung.push({
+        records: batch,
+        resolve: () => {
+          ok();
+          resolve();
+        },
+        reject: (err) => {
+          this.inFlight--;
+          reject(err);
+        },
+      });
+    });
+  }
+
+  /** Lets the oldest hung request succeed (or fail with `err`). */
+  release(err?: Error): void {
+    const h = this.hung.shift();
+    if (!h) throw new Error(`${this.name}: no request in flight`);
+    if (err) h.reject(err);
+    else h.resolve();
+  }
+
+  async probe(): Promise<void> {
+    this.probes++;
+    if (this.probeError) throw this.probeError;
+  }
+  async recreate(): Promise<void> {}
+  async close(): Promise<void> {
+    this.closed++;
+    this.onClose?.();
+  }
+}
+
+// --- helpers -----------------------------------------------------------------------------
+
+export function kafkaConfig(over: Partial<Config['kafka']> = {}): Config['kafka'] {
+  return {
+    brokers: ['127.0.0.1:9092'],
+    clientId: 'test',
+    workers: 2,
+    autoCreateTopics: false,
+    batchMaxMessages: 1000,
+    batchMaxBytes: 1_000_000,
+    writeTimeoutMs: 1000,
+    connectTimeoutMs: 1000,
+    compression: 'none',
+    ...over,
+  };
+}
+
+/** Lets every pending promise continuation run (one macrotask turn; not a timed sleep). */
+export const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+export const ids = (xs: readonly { id: string }[]): string[] => xs.map((x) => x.id);
+export const recIds = (rs: readonly OutRecord[]): string[] => rs.map((r) => r.headers['mqtt.message_id']!);
+
+/** Sum of a counter/gauge's values whose labels include `labels`. */
+export async function metric(t: Telemetry, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const m = t.registry.getSingleMetric(`mqtt_kafka_${name}`);
+  if (!m) throw new Error(`no metric ${name}`);
+  const data = await m.get();
+  let sum = 0;
+  for (const v of data.values) {
+    if (Object.entries(labels).every(([k, want]) => String((v.labels as Record<string, unknown>)[k]) === want)) sum += v.value;
+  }
+  return sum;
+}
