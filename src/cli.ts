@@ -2,7 +2,7 @@
 import { config as loadDotenv } from 'dotenv';
 import { loadConfig } from './config/load.js';
 import { BridgeError, ConfigError, describeError } from './errors.js';
-import { runBridge } from './main.js';
+import { runBridge, type RunningBridge } from './main.js';
 import { createLogger } from './observability/logger.js';
 
 /**
@@ -23,18 +23,16 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.logLevel);
-  let running;
-  try {
-    running = await runBridge(config, logger);
-  } catch (err) {
-    const code = err instanceof BridgeError && err.code === 'BRIDGE_ERR_SPOOL_OPEN' ? 3 : err instanceof ConfigError ? 2 : 1;
-    logger.fatal({ err: describeError(err) }, 'cannot start');
-    process.stderr.write(`mqtt-kafka-spool: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(code);
-  }
+  // Signal handlers go on before anything starts: as PID 1 in a container, node ignores SIGTERM
+  // without one, and a pod stopped while it starts would wait out its whole grace period.
+  let running: RunningBridge | undefined;
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {
     signals++;
+    if (!running) {
+      logger.info({ signal }, 'stopping before start finished; nothing was acknowledged yet');
+      process.exit(0);
+    }
     if (signals > 1) {
       logger.warn({ signal }, 'second signal: exiting now; unacknowledged messages will be redelivered by the broker');
       process.exit(1);
@@ -58,6 +56,14 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  try {
+    running = await runBridge(config, logger);
+  } catch (err) {
+    const code = err instanceof BridgeError && err.code === 'BRIDGE_ERR_SPOOL_OPEN' ? 3 : err instanceof ConfigError ? 2 : 1;
+    logger.fatal({ err: describeError(err) }, 'cannot start');
+    process.stderr.write(`mqtt-kafka-spool: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(code);
+  }
 }
 
 void main();
