@@ -40,11 +40,12 @@ export class ConfigError extends BridgeError {
   }
 }
 
-/** Best-effort one-line description of an unknown thrown value, for logs. */
+/** Best-effort one-line description of an unknown thrown value, for logs. Credentials in URLs (user:password@) are removed. */
 export function describeError(err: unknown): string {
+  let text: string;
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
-    return typeof code === 'string' ? `${err.name} ${code}: ${err.message}` : `${err.name}: ${err.message}`;
-  }
-  return String(err);
+    text = typeof code === 'string' ? `${err.name} ${code}: ${err.message}` : `${err.name}: ${err.message}`;
+  } else text = String(err);
+  return text.replace(/\/\/([^@/\s'"]+)@/g, '//[redacted]@');
 }

@@ -5,7 +5,9 @@ import { loadRoutesFile } from './bridge/routes/index.js';
 import type { Transform } from './bridge/types.js';
 import type { Config } from './config/types.js';
 import { createKafkajsFactory } from './kafka/kafkajs-client.js';
+import { buildKafkaSecurity } from './kafka/security.js';
 import { createMqttSource } from './mqtt/source.js';
+import { buildMqttClientOptions } from './mqtt/tls.js';
 import { redactUrl } from './observability/logger.js';
 import { startHttpServer } from './observability/http.js';
 import { Telemetry } from './observability/telemetry.js';
@@ -32,7 +34,8 @@ export async function runBridge(config: Config, logger: Logger, opts: { transfor
   const transform = opts.transform ?? buildTransform(config);
   // MQTT_TOPIC wins; otherwise subscribe to exactly what the routes need.
   const mqttConfig = { ...config.mqtt, topics: config.mqtt.topics.length > 0 ? config.mqtt.topics : transform.subscriptions };
-  const kafka = createKafkajsFactory(config.kafka, { logger });
+  const clientOptions = buildMqttClientOptions(config.mqtt);
+  const kafka = createKafkajsFactory(config.kafka, { logger, clientConfig: buildKafkaSecurity(config.kafka) });
   const bridge = new Bridge({
     config,
     logger,
@@ -40,7 +43,7 @@ export async function runBridge(config: Config, logger: Logger, opts: { transfor
     transform,
     kafka,
     openSpool: (deps) => openSqliteSpool(config.spool, { ...deps, logger }),
-    createSource: (onMessage) => createMqttSource(mqttConfig, { onMessage, logger, telemetry }),
+    createSource: (onMessage) => createMqttSource(mqttConfig, { onMessage, logger, telemetry, clientOptions }),
   });
   const http = await startHttpServer(config.http, { telemetry, health: bridge, logger });
   logger.info(

@@ -220,10 +220,12 @@ export class Bridge implements HealthState {
     const spooling = this.pool.spoolingWorkers > 0;
     const kafkaWritable = !spooling && this.pool.lastWriteOk;
     const spoolAccepting = !spoolStats.blocked;
-    const ok = this.started && !this.closing && subscribed && (kafkaWritable || spoolAccepting);
+    // Kafka refusing our credentials or TLS settings is a misconfiguration, not an outage to spool through.
+    const kafkaProblem = this.parts.kafka.securityProblem?.();
+    const ok = this.started && !this.closing && subscribed && (kafkaWritable || spoolAccepting) && kafkaProblem === undefined;
     return {
       ok,
-      detail: { mqtt: this.source.state, kafkaWritable, spooling, spoolAccepting, spoolRows: spoolStats.rows, inFlight: this.source.inFlight },
+      detail: { mqtt: this.source.state, kafkaWritable, spooling, spoolAccepting, spoolRows: spoolStats.rows, inFlight: this.source.inFlight, ...(kafkaProblem ? { kafkaProblem } : {}) },
     };
   }
 

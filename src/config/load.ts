@@ -1,9 +1,11 @@
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
+import { redactUrl } from '../observability/logger.js';
 import { VARS } from './spec.js';
-import type { Config } from './types.js';
+import type { Config, SaslMechanism, TlsConfig } from './types.js';
 
 export interface LoadDeps {
   hostname?: () => string;
@@ -66,6 +68,9 @@ export function loadConfig(env: NodeJS.ProcessEnv, deps: LoadDeps = {}): Config 
   if (typeof v.ROUTES_FILE === 'string' && !existsSync(v.ROUTES_FILE)) problems.push(`ROUTES_FILE: '${v.ROUTES_FILE}' does not exist`);
   const kafkaBrokers = resolveKafkaBrokers(v, env, problems);
   const mqttUrl = resolveMqttUrl(v, problems);
+  const mqttTls = resolveMqttTls(v, mqttUrl, problems, warnings, readFile);
+  const kafkaTls = resolveKafkaTls(v, problems, warnings, readFile);
+  const kafkaSasl = resolveKafkaSasl(v, kafkaTls !== undefined, problems, warnings);
   if (Array.isArray(v.MQTT_TOPIC)) {
     for (const t of v.MQTT_TOPIC as string[]) {
       const err = topicFilterProblem(t);
@@ -93,6 +98,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, deps: LoadDeps = {}): Config 
       reconnectMs: v.MQTT_RECONNECT_MS as number,
       username: v.MQTT_USERNAME as string | undefined,
       password: v.MQTT_PASSWORD as string | undefined,
+      tls: mqttTls,
       maxInFlight: v.MAX_IN_FLIGHT_MESSAGES as number,
       maxInFlightBytes: v.MAX_IN_FLIGHT_BYTES as number,
     },
@@ -106,6 +112,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, deps: LoadDeps = {}): Config 
       writeTimeoutMs: v.KAFKA_WRITE_TIMEOUT_MS as number,
       connectTimeoutMs: v.KAFKA_CONNECT_TIMEOUT_MS as number,
       compression: v.KAFKA_COMPRESSION as 'none' | 'gzip',
+      tls: kafkaTls,
+      sasl: kafkaSasl,
     },
     mapping: {
       topic: v.KAFKA_TOPIC as string | undefined,
@@ -153,20 +161,174 @@ function resolveKafkaBrokers(v: Raw, env: NodeJS.ProcessEnv, problems: string[])
 function resolveMqttUrl(v: Raw, problems: string[]): string {
   const broker = v.MQTT_BROKER;
   if (typeof broker !== 'string') return '';
+  const tlsVars = MQTT_TLS_FILES.filter((name) => v[name] !== undefined);
   if (broker.includes('://')) {
     try {
       const u = new URL(broker);
       if (!['mqtt:', 'mqtts:', 'ws:', 'wss:', 'tcp:', 'ssl:'].includes(u.protocol)) {
         problems.push(`MQTT_BROKER: unsupported scheme '${u.protocol}' (use mqtt, mqtts, ws or wss)`);
+      } else if (tlsVars.length > 0 && !TLS_SCHEMES.includes(u.protocol)) {
+        problems.push(`${tlsVars.join(', ')} set, but MQTT_BROKER uses ${u.protocol}// (no TLS): use ${u.protocol.startsWith('ws') ? 'wss' : 'mqtts'}://`);
       }
-      if (!u.port) u.port = String(v.MQTT_PORT);
+      // new URL() drops a default port (ws:80, wss:443): an explicit one must not become MQTT_PORT.
+      if (!u.port && !/^[a-z]+:\/\/(?:[^@/?#]*@)?(?:\[[^\]]*\]|[^:/?#]*):\d/i.test(broker)) u.port = String(v.MQTT_PORT);
       return u.toString().replace(/\/$/, u.pathname === '/' ? '' : '/');
     } catch {
-      problems.push(`MQTT_BROKER: '${broker}' is not a valid URL`);
+      // The URL may carry user:password; never echo that part.
+      problems.push(`MQTT_BROKER: '${redactUrl(broker)}' is not a valid URL`);
       return '';
     }
   }
-  return `mqtt://${broker}:${String(v.MQTT_PORT)}`;
+  // A bare host name: TLS (mqtts) as soon as ROOT_CA or a client certificate is given.
+  return `${tlsVars.length > 0 ? 'mqtts' : 'mqtt'}://${broker}:${String(v.MQTT_PORT)}`;
+}
+
+const MQTT_TLS_FILES = ['ROOT_CA', 'MQTT_CLIENT_CERT', 'MQTT_CLIENT_KEY'] as const;
+const TLS_SCHEMES = ['mqtts:', 'wss:', 'ssl:'];
+
+/** TLS settings of the MQTT connection, when its URL is mqtts:// or wss://. Files are checked here, read again at start. */
+function resolveMqttTls(v: Raw, url: string, problems: string[], warnings: string[], readFile: (p: string) => string): TlsConfig | undefined {
+  const scheme = /^([a-z]+:)/.exec(url)?.[1] ?? '';
+  if (!TLS_SCHEMES.includes(scheme)) {
+    if (v.MQTT_TLS_INSECURE === true) warnings.push('MQTT_TLS_INSECURE has no effect: the MQTT connection does not use TLS');
+    if (v.MQTT_KEY_PASSPHRASE !== undefined && v.MQTT_CLIENT_KEY === undefined) problems.push('MQTT_KEY_PASSPHRASE: set, but MQTT_CLIENT_KEY is not');
+    return undefined;
+  }
+  const tls = checkTlsFiles(
+    { ca: 'ROOT_CA', cert: 'MQTT_CLIENT_CERT', key: 'MQTT_CLIENT_KEY', passphrase: 'MQTT_KEY_PASSPHRASE' },
+    v,
+    problems,
+    warnings,
+    readFile,
+  );
+  const insecure = v.MQTT_TLS_INSECURE === true;
+  if (insecure) warnings.push("MQTT_TLS_INSECURE=true: the MQTT broker's certificate and host name are NOT verified; anyone on the path can read and change the traffic");
+  return { ...tls, insecure };
+}
+
+/** TLS settings of the Kafka connections: on with KAFKA_TLS=true, or when KAFKA_TLS is unset and a TLS file is given. */
+function resolveKafkaTls(v: Raw, problems: string[], warnings: string[], readFile: (p: string) => string): TlsConfig | undefined {
+  const files = (['KAFKA_TLS_CA', 'KAFKA_TLS_CERT', 'KAFKA_TLS_KEY'] as const).filter((name) => v[name] !== undefined);
+  const explicit = v.KAFKA_TLS as boolean | undefined;
+  if (explicit === false && files.length > 0) {
+    problems.push(`KAFKA_TLS: false, but ${files.join(', ')} set; set KAFKA_TLS=true or remove ${files.length > 1 ? 'them' : 'it'}`);
+    return undefined;
+  }
+  if (!(explicit ?? files.length > 0)) {
+    if (v.KAFKA_TLS_INSECURE === true) warnings.push('KAFKA_TLS_INSECURE has no effect: Kafka is not reached over TLS (KAFKA_TLS)');
+    if (v.KAFKA_TLS_KEY_PASSPHRASE !== undefined) problems.push('KAFKA_TLS_KEY_PASSPHRASE: set, but KAFKA_TLS_KEY is not');
+    return undefined;
+  }
+  const tls = checkTlsFiles(
+    { ca: 'KAFKA_TLS_CA', cert: 'KAFKA_TLS_CERT', key: 'KAFKA_TLS_KEY', passphrase: 'KAFKA_TLS_KEY_PASSPHRASE' },
+    v,
+    problems,
+    warnings,
+    readFile,
+  );
+  const insecure = v.KAFKA_TLS_INSECURE === true;
+  if (insecure) warnings.push("KAFKA_TLS_INSECURE=true: Kafka's certificates and host names are NOT verified; anyone on the path can read and change the traffic");
+  return { ...tls, insecure };
+}
+
+function resolveKafkaSasl(v: Raw, tls: boolean, problems: string[], warnings: string[]): Config['kafka']['sasl'] {
+  const mechanism = v.KAFKA_SASL_MECHANISM as SaslMechanism | undefined;
+  const username = v.KAFKA_SASL_USERNAME as string | undefined;
+  const password = v.KAFKA_SASL_PASSWORD as string | undefined;
+  if (problems.some((p) => p.startsWith('KAFKA_SASL_'))) return undefined;
+  if (mechanism === undefined) {
+    const set = [username !== undefined && 'KAFKA_SASL_USERNAME', password !== undefined && 'KAFKA_SASL_PASSWORD'].filter((x): x is string => typeof x === 'string');
+    if (set.length > 0) problems.push(`${set.join(' and ')} set, but KAFKA_SASL_MECHANISM is not (plain, scram-sha-256 or scram-sha-512)`);
+    return undefined;
+  }
+  if (username === undefined) problems.push(`KAFKA_SASL_USERNAME: required with KAFKA_SASL_MECHANISM=${mechanism}`);
+  if (password === undefined || password === '') problems.push(`KAFKA_SASL_PASSWORD: required with KAFKA_SASL_MECHANISM=${mechanism} (or KAFKA_SASL_PASSWORD_FILE)`);
+  if (username === undefined || password === undefined) return undefined;
+  if (mechanism === 'plain' && !tls) warnings.push('KAFKA_SASL_MECHANISM=plain without TLS: the Kafka password crosses the network in clear text (set KAFKA_TLS=true)');
+  return { mechanism, username, password };
+}
+
+/**
+ * Checks the TLS files named by the variables in `names`: readable, PEM, the key decrypts with
+ * the passphrase, certificate and key belong together. Problems name the variable and the path,
+ * never a passphrase or any file content.
+ */
+function checkTlsFiles(
+  names: { ca: string; cert: string; key: string; passphrase: string },
+  v: Raw,
+  problems: string[],
+  warnings: string[],
+  readFile: (p: string) => string,
+): Omit<TlsConfig, 'insecure'> {
+  const caFile = v[names.ca] as string | undefined;
+  const certFile = v[names.cert] as string | undefined;
+  const keyFile = v[names.key] as string | undefined;
+  const keyPassphrase = v[names.passphrase] as string | undefined;
+  if (caFile !== undefined) checkCertFile(names.ca, caFile, problems, warnings, readFile);
+  if (certFile !== undefined && keyFile === undefined) problems.push(`${names.cert}: set, but ${names.key} is not (a client certificate needs its private key)`);
+  if (keyFile !== undefined && certFile === undefined) problems.push(`${names.key}: set, but ${names.cert} is not (a private key needs its client certificate)`);
+  if (keyPassphrase !== undefined && keyFile === undefined) problems.push(`${names.passphrase}: set, but ${names.key} is not`);
+  const cert = certFile === undefined ? undefined : checkCertFile(names.cert, certFile, problems, warnings, readFile);
+  const key = keyFile === undefined ? undefined : checkKeyFile(names.key, keyFile, names.passphrase, keyPassphrase, problems, readFile);
+  if (cert && key && !cert.checkPrivateKey(key)) problems.push(`${names.cert} and ${names.key}: the key '${keyFile}' does not belong to the certificate '${certFile}'`);
+  return { caFile, certFile, keyFile, keyPassphrase };
+}
+
+function readTlsFile(name: string, path: string, problems: string[], readFile: (p: string) => string): string | undefined {
+  try {
+    return readFile(path);
+  } catch (err) {
+    problems.push(`${name}: cannot read '${path}' (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    return undefined;
+  }
+}
+
+/** Every certificate in a PEM file must parse; returns the first (the leaf of a client chain). */
+function checkCertFile(name: string, path: string, problems: string[], warnings: string[], readFile: (p: string) => string): X509Certificate | undefined {
+  const text = readTlsFile(name, path, problems, readFile);
+  if (text === undefined) return undefined;
+  const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) {
+    problems.push(`${name}: '${path}' holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+    return undefined;
+  }
+  const certs: X509Certificate[] = [];
+  for (const [i, block] of blocks.entries()) {
+    try {
+      certs.push(new X509Certificate(block));
+    } catch {
+      problems.push(`${name}: certificate ${i + 1} in '${path}' is not a valid X.509 certificate`);
+      return undefined;
+    }
+  }
+  const now = Date.now();
+  for (const c of certs) {
+    if (Date.parse(c.validTo) < now) warnings.push(`${name}: the certificate '${c.subject.replaceAll('\n', ', ')}' in '${path}' expired on ${c.validTo}`);
+  }
+  return certs[0];
+}
+
+function checkKeyFile(name: string, path: string, passName: string, passphrase: string | undefined, problems: string[], readFile: (p: string) => string): KeyObject | undefined {
+  const text = readTlsFile(name, path, problems, readFile);
+  if (text === undefined) return undefined;
+  if (!/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(text)) {
+    problems.push(`${name}: '${path}' holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)`);
+    return undefined;
+  }
+  try {
+    return createPrivateKey({ key: text, format: 'pem', ...(passphrase === undefined ? {} : { passphrase }) });
+  } catch (err) {
+    // The crypto error text is not passed on: only what the operator needs, never the passphrase.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (passphrase === undefined && (code === 'ERR_MISSING_PASSPHRASE' || /ENCRYPTED/.test(text))) {
+      problems.push(`${name}: the key in '${path}' is encrypted; set ${passName} (or ${passName}_FILE)`);
+    } else if (passphrase !== undefined && /ENCRYPTED/.test(text)) {
+      problems.push(`${name}: cannot decrypt the key in '${path}' (wrong ${passName}?)`);
+    } else {
+      problems.push(`${name}: '${path}' is not a valid PEM private key`);
+    }
+    return undefined;
+  }
 }
 
 /** MQTT topic filter rules (MQTT 5 §4.7): '#' last and alone in its level, '+' alone in its level. */

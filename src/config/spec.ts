@@ -67,6 +67,11 @@ export const VARS: readonly VarSpec[] = [
   { group: 'mqtt', env: 'MQTT_RECONNECT_MS', default: '1000', doc: 'Delay between MQTT reconnect attempts.', schema: int(100) },
   { group: 'mqtt', env: 'MQTT_USERNAME', doc: 'MQTT user name.', schema: str },
   { group: 'mqtt', env: 'MQTT_PASSWORD', doc: 'MQTT password (or MQTT_PASSWORD_FILE).', schema: str, secret: true },
+  { group: 'mqtt', env: 'ROOT_CA', doc: "CA certificate file (PEM) the MQTT broker's certificate must chain to (replaces the system CAs). Turns TLS on: a bare MQTT_BROKER host becomes mqtts://.", schema: nonEmpty },
+  { group: 'mqtt', env: 'MQTT_CLIENT_CERT', doc: 'Client certificate file (PEM) for MQTT TLS client authentication; needs MQTT_CLIENT_KEY. Turns TLS on like ROOT_CA.', schema: nonEmpty },
+  { group: 'mqtt', env: 'MQTT_CLIENT_KEY', doc: 'Private key file (PEM) of MQTT_CLIENT_CERT.', schema: nonEmpty },
+  { group: 'mqtt', env: 'MQTT_KEY_PASSPHRASE', doc: 'Passphrase of an encrypted MQTT_CLIENT_KEY (or MQTT_KEY_PASSPHRASE_FILE).', schema: str, secret: true },
+  { group: 'mqtt', env: 'MQTT_TLS_INSECURE', default: 'false', doc: "Do not verify the MQTT broker's certificate and host name (tests only; logged as a warning at start).", schema: bool },
   { group: 'mqtt', env: 'MAX_IN_FLIGHT_BYTES', default: '67108864', doc: 'Payload bytes of the messages counted by MAX_IN_FLIGHT_MESSAGES; reading also stops at this bound, so large payloads cannot exhaust memory.', schema: int(65536) },
   { group: 'mqtt', env: 'MAX_IN_FLIGHT_MESSAGES', default: '10000', doc: 'Messages received but not yet durable (in Kafka or the spool). At this bound the bridge stops reading from MQTT; also sent to MQTT 5 brokers as Receive Maximum (capped at 65535).', schema: int(1, 1_000_000) },
 
@@ -82,6 +87,15 @@ export const VARS: readonly VarSpec[] = [
   { group: 'kafka', env: 'KAFKA_WRITE_TIMEOUT_MS', default: '10000', doc: 'A produce request not acknowledged within this time counts as failed; its records go to the spool.', schema: int(100) },
   { group: 'kafka', env: 'KAFKA_CONNECT_TIMEOUT_MS', default: '5000', doc: 'Kafka connection timeout.', schema: int(100) },
   { group: 'kafka', env: 'KAFKA_COMPRESSION', default: 'none', doc: 'Produce compression: none or gzip.', schema: oneOf(['none', 'gzip']) },
+  { group: 'kafka', env: 'KAFKA_TLS', doc: 'Connect to Kafka over TLS. Unset: on when KAFKA_TLS_CA or KAFKA_TLS_CERT is set, else off.', schema: bool },
+  { group: 'kafka', env: 'KAFKA_TLS_CA', doc: "CA certificate file (PEM) Kafka's certificates must chain to (replaces the system CAs).", schema: nonEmpty },
+  { group: 'kafka', env: 'KAFKA_TLS_CERT', doc: 'Client certificate file (PEM) for Kafka TLS client authentication (mTLS); needs KAFKA_TLS_KEY.', schema: nonEmpty },
+  { group: 'kafka', env: 'KAFKA_TLS_KEY', doc: 'Private key file (PEM) of KAFKA_TLS_CERT.', schema: nonEmpty },
+  { group: 'kafka', env: 'KAFKA_TLS_KEY_PASSPHRASE', doc: 'Passphrase of an encrypted KAFKA_TLS_KEY (or KAFKA_TLS_KEY_PASSPHRASE_FILE).', schema: str, secret: true },
+  { group: 'kafka', env: 'KAFKA_TLS_INSECURE', default: 'false', doc: "Do not verify Kafka's certificates and host names (tests only; logged as a warning at start).", schema: bool },
+  { group: 'kafka', env: 'KAFKA_SASL_MECHANISM', doc: 'SASL authentication: plain, scram-sha-256 or scram-sha-512 (needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD). Unset: no SASL.', schema: oneOf(['plain', 'scram-sha-256', 'scram-sha-512']) },
+  { group: 'kafka', env: 'KAFKA_SASL_USERNAME', doc: 'Kafka SASL user name.', schema: nonEmpty },
+  { group: 'kafka', env: 'KAFKA_SASL_PASSWORD', doc: 'Kafka SASL password (or KAFKA_SASL_PASSWORD_FILE).', schema: str, secret: true },
 
   // --- Mapping ---
   { group: 'mapping', env: 'ROUTES_FILE', doc: 'YAML routes file (docs/routes.md): topic/key templates, formats, enrichment, validation, filters. Overrides KAFKA_TOPIC and MESSAGE_FORMAT.', schema: nonEmpty },

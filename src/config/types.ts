@@ -1,3 +1,18 @@
+/** TLS material for one connection: file paths as configured (read at start), never the contents. */
+export interface TlsConfig {
+  /** CA certificate file (PEM); unset = Node's built-in CAs. */
+  readonly caFile?: string | undefined;
+  /** Client certificate file (PEM); always set together with keyFile. */
+  readonly certFile?: string | undefined;
+  readonly keyFile?: string | undefined;
+  /** Passphrase of an encrypted keyFile. Secret. */
+  readonly keyPassphrase?: string | undefined;
+  /** Skip certificate and host name verification. */
+  readonly insecure: boolean;
+}
+
+export type SaslMechanism = 'plain' | 'scram-sha-256' | 'scram-sha-512';
+
 /** The validated, frozen configuration. Units are in the names. See src/config/spec.ts. */
 export interface Config {
   readonly mqtt: {
@@ -13,6 +28,8 @@ export interface Config {
     readonly reconnectMs: number;
     readonly username?: string | undefined;
     readonly password?: string | undefined;
+    /** Set when the connection uses TLS (mqtts:// or wss://): ROOT_CA, MQTT_CLIENT_CERT/KEY, MQTT_KEY_PASSPHRASE, MQTT_TLS_INSECURE. */
+    readonly tls?: TlsConfig | undefined;
     /** Messages received and not yet durable; at this bound reading stops. */
     readonly maxInFlight: number;
     /** Payload bytes of those messages; at this bound reading stops too. */
@@ -28,6 +45,10 @@ export interface Config {
     readonly writeTimeoutMs: number;
     readonly connectTimeoutMs: number;
     readonly compression: 'none' | 'gzip';
+    /** Set when Kafka is reached over TLS: KAFKA_TLS, KAFKA_TLS_CA/CERT/KEY, KAFKA_TLS_KEY_PASSPHRASE, KAFKA_TLS_INSECURE. */
+    readonly tls?: TlsConfig | undefined;
+    /** Set when KAFKA_SASL_MECHANISM is. `password` is secret. */
+    readonly sasl?: { readonly mechanism: SaslMechanism; readonly username: string; readonly password: string } | undefined;
   };
   readonly mapping: {
     readonly topic?: string | undefined;

@@ -11,6 +11,8 @@ import {
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import { BridgeError, describeError } from '../errors.js';
+import { tlsFailure } from '../tls.js';
+import { explainKafkaSecurityError, kafkaClosedHint } from './security.js';
 import type { KafkaProducerClient, OutRecord, WriteErrorKind } from './types.js';
 
 /**
@@ -29,6 +31,8 @@ export interface KafkaClientFactory {
   /** Metadata round trip; throws when Kafka does not answer. */
   probe(): Promise<void>;
   close(): Promise<void>;
+  /** A setting Kafka rejects (SASL credentials, TLS trust), until a connection succeeds again; /readyz reports it. */
+  securityProblem?(): string | undefined;
 }
 
 export interface KafkaClientOptions {
@@ -54,10 +58,12 @@ export function createKafkajsFactory(config: Config['kafka'], opts: KafkaClientO
   const admin = kafka.admin();
   let adminConnected = false;
   const clients = new Set<KafkajsProducerClient>();
+  const reporter = new ProblemReporter(log, config);
 
   return {
+    securityProblem: () => reporter.problem,
     create(name: string) {
-      const c = new KafkajsProducerClient(kafka, config, compression, log.child({ producer: name }), () => clients.delete(c));
+      const c = new KafkajsProducerClient(kafka, config, compression, log.child({ producer: name }), reporter, () => clients.delete(c));
       clients.add(c);
       return c;
     },
@@ -70,6 +76,7 @@ export function createKafkajsFactory(config: Config['kafka'], opts: KafkaClientO
         await withTimeout(admin.describeCluster(), config.connectTimeoutMs, 'describeCluster');
       } catch (err) {
         adminConnected = false;
+        reporter.failed(err, 'connect');
         await admin.disconnect().catch(() => undefined);
         throw new BridgeError('BRIDGE_ERR_KAFKA_CONNECT', `Kafka did not answer: ${describeError(err)}`, { cause: err });
       }
@@ -91,6 +98,7 @@ class KafkajsProducerClient implements KafkaProducerClient {
     private readonly config: Config['kafka'],
     private readonly compression: CompressionTypes,
     private readonly log: Logger,
+    private readonly reporter: ProblemReporter,
     private readonly onClose: () => void,
   ) {}
 
@@ -107,6 +115,7 @@ class KafkajsProducerClient implements KafkaProducerClient {
       try {
         await p.connect();
       } catch (err) {
+        this.reporter.failed(err, 'connect');
         await p.disconnect().catch(() => undefined);
         throw err;
       }
@@ -136,7 +145,9 @@ class KafkajsProducerClient implements KafkaProducerClient {
         this.config.writeTimeoutMs,
         'produce',
       );
+      this.reporter.ok();
     } catch (err) {
+      this.reporter.failed(err, 'send');
       // Whatever happened, this producer's sequence state is suspect: start afresh next time.
       await this.recreate();
       throw err;
@@ -145,6 +156,7 @@ class KafkajsProducerClient implements KafkaProducerClient {
 
   async probe(): Promise<void> {
     await withTimeout(this.ready(), this.config.connectTimeoutMs, 'connect');
+    this.reporter.ok();
   }
 
   async recreate(): Promise<void> {
@@ -158,6 +170,58 @@ class KafkajsProducerClient implements KafkaProducerClient {
     await this.recreate();
     this.onClose();
   }
+}
+
+/**
+ * Logs a Kafka failure that is a setting (SASL, TLS) once per distinct message, not once per
+ * retry, and keeps it for /readyz until a connection succeeds. A connection the broker closes
+ * while connecting gets a hint (plain text to a TLS listener, no SASL on a SASL listener).
+ */
+class ProblemReporter {
+  problem: string | undefined;
+  private logged: string | undefined;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly config: Config['kafka'],
+  ) {}
+
+  failed(err: unknown, phase: 'connect' | 'send'): void {
+    const problem = explainKafkaSecurityError(err, this.config);
+    if (problem) {
+      this.problem = problem;
+      this.once(problem, 'error', err);
+      return;
+    }
+    const hint = kafkaClosedHint(this.config);
+    if (phase === 'connect' && hint && hasErrorName(err, 'KafkaJSConnectionClosedError')) {
+      this.once(`Kafka closed the connection while connecting (${hint})`, 'warn', err);
+    }
+  }
+
+  ok(): void {
+    if (this.problem) this.log.info({ resolved: this.problem }, 'Kafka accepts the connection again');
+    this.problem = undefined;
+    this.logged = undefined;
+  }
+
+  private once(message: string, level: 'error' | 'warn', err: unknown): void {
+    if (this.logged === message) return;
+    this.logged = message;
+    this.log[level]({ err: describeError(err), brokers: this.config.brokers }, message);
+  }
+}
+
+function hasErrorName(err: unknown, name: string): boolean {
+  const seen = new Set<unknown>();
+  let e: unknown = err;
+  while (e && typeof e === 'object' && !seen.has(e)) {
+    seen.add(e);
+    const o = e as { name?: string; cause?: unknown; originalError?: unknown };
+    if (o.name === name) return true;
+    e = o.originalError ?? o.cause;
+  }
+  return false;
 }
 
 class TimeoutError extends Error {
@@ -174,13 +238,20 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 /** Maps a kafkajs (or timeout) error to a bounded kind for metrics. */
 export function classifyKafkaError(err: unknown): WriteErrorKind {
+  if (tlsFailure(err)) return 'tls';
   const seen = new Set<unknown>();
   let e: unknown = err;
   while (e && typeof e === 'object' && !seen.has(e)) {
     seen.add(e);
     const o = e as { name?: string; type?: string; cause?: unknown; originalError?: unknown };
     if (o.name === 'TimeoutError' || o.name === 'KafkaJSRequestTimeoutError') return 'timeout';
+    if (o.name === 'KafkaJSSASLAuthenticationError') return 'auth';
     switch (o.type) {
+      case 'SASL_AUTHENTICATION_FAILED':
+      case 'TOPIC_AUTHORIZATION_FAILED':
+      case 'CLUSTER_AUTHORIZATION_FAILED':
+      case 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED':
+        return 'auth';
       case 'MESSAGE_TOO_LARGE':
       case 'RECORD_LIST_TOO_LARGE':
         return 'too_large';

@@ -47,4 +47,8 @@ export type WriteErrorKind =
   | 'topic_missing'
   | 'too_large'
   | 'fatal_producer'
+  /** SASL authentication failed, or an ACL refused the write. */
+  | 'auth'
+  /** TLS handshake failed (certificate not trusted, plain-text listener, client certificate refused). */
+  | 'tls'
   | 'unknown';

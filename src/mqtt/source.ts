@@ -5,6 +5,7 @@ import { describeError } from '../errors.js';
 import type { Config } from '../config/types.js';
 import { AckTracker } from './ack-tracker.js';
 import { installPubackSeam, type PubackSeam } from './puback-seam.js';
+import { explainMqttError } from './tls.js';
 import type { InboundMessage, MqttSource, MqttSourceDeps, MqttState } from './types.js';
 
 /** What the source reports; implemented by src/observability (fakes in unit tests). */
@@ -106,6 +107,9 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       reconnectPeriod: config.reconnectMs,
       connectTimeout: 10_000,
       resubscribe: false,
+      // Without this MQTT.js stops reconnecting after a refused CONNACK (bad password, ACL):
+      // the bridge would sit disconnected even after the broker is fixed.
+      reconnectOnConnackError: true,
       manualConnect: true,
       username: config.username,
       password: config.password,
@@ -128,7 +132,12 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     let firstSubscribe: { resolve: () => void; reject: (e: unknown) => void } | undefined;
     const subscribed = new Promise<void>((resolve, reject) => (firstSubscribe = { resolve, reject }));
 
+    // One log line per distinct connection problem, not one per reconnect attempt.
+    let lastProblem: string | undefined;
+    let accepted = false;
     c.on('connect', (connack) => {
+      accepted = true;
+      lastProblem = undefined;
       generation++;
       setState('connected');
       log.info({ sessionPresent: connack.sessionPresent, clientId: config.clientId }, 'connected to MQTT broker');
@@ -156,6 +165,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       opts.telemetry.mqttReconnect();
     });
     c.on('close', () => {
+      accepted = false;
       // PUBACKs still held for this connection can no longer be sent; the broker redelivers.
       generation++;
       if (state !== 'closed') setState('disconnected');
@@ -165,8 +175,15 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
         cb();
       }
     });
+    const scheme = config.url.slice(0, config.url.indexOf(':'));
     c.on('error', (err) => {
-      log.warn({ err: describeError(err) }, 'MQTT connection error');
+      const p = explainMqttError(err, { beforeConnack: !accepted, tls: ['mqtts', 'wss', 'ssl'].includes(scheme), websocket: scheme.startsWith('ws') });
+      if (p.message === lastProblem) {
+        log.debug({ err: describeError(err) }, p.message);
+        return;
+      }
+      lastProblem = p.message;
+      log[p.config ? 'error' : 'warn']({ err: describeError(err), retryInMs: config.reconnectMs }, p.message);
     });
     c.on('offline', () => log.warn('MQTT broker unreachable; reconnecting'));
 

@@ -21,6 +21,11 @@ export interface KafkaOptions {
   logDir?: string;
   /** Extra / overriding server.properties entries. */
   extraProps?: Record<string, string>;
+  /**
+   * Extra arguments for `StorageTool format` on a fresh data dir, e.g.
+   * `['--add-scram', 'SCRAM-SHA-512=[name=alice,password=alice-secret]']` to create SCRAM users.
+   */
+  formatArgs?: string[];
 }
 
 export interface ReadTopicOptions {
@@ -113,7 +118,7 @@ export async function startKafka(opts: KafkaOptions = {}): Promise<Kafka> {
 
   // Format only a fresh data dir: reformatting would wipe the cluster id and fail on restart.
   if (!fs.existsSync(path.join(dataDir, 'meta.properties'))) {
-    await formatStorage(libs, configFile, logFile);
+    await formatStorage(libs, configFile, logFile, opts.formatArgs ?? []);
   }
   const kafka = new KafkaBroker(libs, port, controllerPort, configFile, dataDir, logFile);
   await kafka.start();
@@ -134,14 +139,14 @@ function javaArgs(libs: string, heap: boolean): string[] {
   ];
 }
 
-async function formatStorage(libs: string, configFile: string, logFile: string): Promise<void> {
+async function formatStorage(libs: string, configFile: string, logFile: string, extraArgs: readonly string[]): Promise<void> {
   // A KRaft cluster id is a base64url UUID (22 chars); avoid a leading '-' that the CLI parser
   // would take for an option.
   let clusterId = randomBytes(16).toString('base64url');
   while (clusterId.startsWith('-')) clusterId = randomBytes(16).toString('base64url');
   const proc = spawnLogged(
     'java',
-    [...javaArgs(libs, false), 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', configFile],
+    [...javaArgs(libs, false), 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', configFile, ...extraArgs],
     { logFile, name: 'kafka-storage-format' },
   );
   const exit = await proc.waitExit(120_000);
