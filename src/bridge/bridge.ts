@@ -9,7 +9,7 @@ import type { InboundMessage, MqttSource } from '../mqtt/types.js';
 import type { HealthState } from '../observability/http.js';
 import type { Telemetry } from '../observability/telemetry.js';
 import type { Spool, SpoolDeps, SpoolRow } from '../spool/types.js';
-import { deadLetterRecord, pending, recordBytes, standardHeaders } from './records.js';
+import { HEADER, deadLetterRecord, pending, recordBytes, standardHeaders } from './records.js';
 import type { DeadLetterReason, Transform } from './types.js';
 
 const TRANSFORM_SLICE = 2000;
@@ -165,7 +165,16 @@ export class Bridge implements HealthState {
   private rejected(entries: readonly Pending[], kind: WriteErrorKind): void {
     for (const e of entries) {
       if (e.record.topic === this.parts.config.mapping.dlqTopic) {
-        // Even the dead letter was refused: count it as dropped rather than loop.
+        // The dead letter itself was refused (the broker's limit is lower still): halve its value
+        // until it fits. Only a dead letter refused with no payload left at all is dropped.
+        if (e.record.value.length > 0) {
+          const value = e.record.value.subarray(0, e.record.value.length >> 1);
+          const headers = { ...e.record.headers, [HEADER.dlqTruncated]: e.record.headers[HEADER.dlqTruncated] ?? String(e.record.value.length) };
+          const record = { ...e.record, value, headers };
+          this.pool.submit({ ...e, record, bytes: recordBytes(record) });
+          continue;
+        }
+        this.log.error({ topic: e.record.topic, messageId: e.id }, 'Kafka refused a dead letter even without its payload; dropped');
         this.parts.telemetry.droppedRecords('rejected_by_kafka', [{ topic: e.record.topic, key: e.record.key }]);
         this.settle([e], undefined);
         continue;

@@ -15,7 +15,11 @@ export const HEADER = {
   dlqDetail: 'dlq.detail',
   dlqRoute: 'dlq.route',
   dlqTruncated: 'dlq.original_bytes',
+  dlqTopicBytes: 'dlq.topic_bytes',
 } as const;
+
+/** How much of a very long MQTT topic a dead letter keeps (key and `mqtt.topic` header). */
+const DLQ_TOPIC_KEEP = 1024;
 
 /** The standard mqtt.* headers, then MQTT 5 user properties (which never override ours). */
 export function standardHeaders(msg: InboundMessage): Record<string, string> {
@@ -64,8 +68,14 @@ export function deadLetterRecord(
   detail: string,
 ): OutRecord {
   const headers = standardHeaders(msg);
-  // A 64 KiB MQTT topic in both key and header would not leave room; cut the key, keep the header.
-  const key = msg.topic.length > 1024 ? msg.topic.slice(0, 1024) : msg.topic;
+  // MQTT allows 65,535-byte topics; in both the key and a header that alone can exceed what Kafka
+  // takes. Keep the first 1 KiB of each and say how long the topic was.
+  const long = Buffer.byteLength(msg.topic) > DLQ_TOPIC_KEEP;
+  const key = long ? msg.topic.slice(0, DLQ_TOPIC_KEEP) : msg.topic;
+  if (long) {
+    headers[HEADER.topic] = key;
+    headers[HEADER.dlqTopicBytes] = String(Buffer.byteLength(msg.topic));
+  }
   headers[HEADER.dlqReason] = reason;
   headers[HEADER.dlqRoute] = route;
   headers[HEADER.dlqDetail] = detail.slice(0, 1024);

@@ -11,7 +11,6 @@ export type DeadLetterReason =
   | 'bad_key'
   | 'empty_payload'
   | 'unmatched'
-  | 'topic_too_long'
   | 'rejected_by_kafka';
 
 /** Why a message was skipped on purpose (counted, not dead-lettered). */

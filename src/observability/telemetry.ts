@@ -165,9 +165,9 @@ export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetr
     this.dropped.inc({ reason }, items.length);
     this.log.error(
       { reason, count: items.length, records: items.slice(0, 20).map((i) => ({ topic: i.topic, key: i.key === null ? null : truncate(i.key) })) },
-      'records dropped by spool policy',
+      'records dropped',
     );
-    if (items.length > 20) this.log.debug({ reason, records: items.slice(20) }, 'records dropped by spool policy (rest)');
+    if (items.length > 20) this.log.debug({ reason, records: items.slice(20) }, 'records dropped (rest)');
   }
 
   async metrics(): Promise<string> {
