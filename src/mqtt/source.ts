@@ -57,7 +57,9 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     opts.onState?.(s);
   };
 
-  const atCapacity = (): boolean => manualPause || tracker.inFlight >= config.maxInFlight || tracker.inFlightBytes >= config.maxInFlightBytes;
+  // Reading also stops while the socket cannot take our PUBACKs: they would pile up unbounded.
+  const atCapacity = (): boolean =>
+    manualPause || tracker.inFlight >= config.maxInFlight || tracker.inFlightBytes >= config.maxInFlightBytes || seam?.blocked === true;
 
   const releaseHeld = (): void => {
     if (heldCallback && !atCapacity()) {
@@ -125,7 +127,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     };
     const c = (opts.createClient ?? mqtt.connect)(config.url, clientOpts);
     client = c;
-    seam = installPubackSeam(c);
+    seam = installPubackSeam(c, () => releaseHeld());
     // Handlers go on before connect(): a persistent session's queued messages arrive right after CONNACK.
     (c as unknown as { handleMessage: typeof handleMessage }).handleMessage = handleMessage;
 

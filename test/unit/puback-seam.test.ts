@@ -15,14 +15,24 @@ const handlePublish = (require('mqtt/lib/handlers/publish') as { default: (c: un
 function fakeConnectedClient() {
   const client = mqtt.connect('mqtt://127.0.0.1:1', { manualConnect: true, protocolVersion: 5 });
   const written: Record<string, unknown>[] = [];
-  const c = client as unknown as { connected: boolean; _writePacket: (p: Record<string, unknown>, cb?: () => void) => void };
+  const raw: Buffer[] = [];
+  let full = false;
+  const drains: (() => void)[] = [];
+  const c = client as unknown as { connected: boolean; stream: unknown; _writePacket: (p: Record<string, unknown>, cb?: () => void) => void };
   c.connected = true;
+  // MQTT.js writes packets through _writePacket; the seam writes raw PUBACK bytes to the stream.
   c._writePacket = (p, cb) => {
     written.push(p);
     cb?.();
   };
-  return { client, written };
+  c.stream = {
+    write: (b: Buffer) => (raw.push(Buffer.from(b)), !full),
+    once: (_ev: string, cb: () => void) => drains.push(cb),
+  };
+  return { client, written, raw, setFull: (f: boolean) => (full = f), drain: () => drains.splice(0).forEach((d) => d()) };
 }
+
+const tick = () => new Promise((r) => process.nextTick(r));
 
 const publish = (messageId: number): IPublishPacket => ({
   cmd: 'publish',
@@ -53,8 +63,8 @@ describe('PUBACK seam (mqtt version pinned)', () => {
     expect(written).toEqual([expect.objectContaining({ cmd: 'puback', messageId: 7 })]);
   });
 
-  it('with the seam, handleMessage calling back lets reading go on but writes no PUBACK', () => {
-    const { client, written } = fakeConnectedClient();
+  it('with the seam, handleMessage calling back lets reading go on but writes no PUBACK', async () => {
+    const { client, written, raw } = fakeConnectedClient();
     const seam = installPubackSeam(client);
     const c = client as unknown as { handleMessage: (p: IPublishPacket, cb: () => void) => void };
     c.handleMessage = (_p, cb) => cb();
@@ -63,12 +73,55 @@ describe('PUBACK seam (mqtt version pinned)', () => {
     handlePublish(client, publish(2), () => done.push(2));
     expect(done).toEqual([1, 2]); // MQTT.js may process the next packet
     expect(written.filter((p) => p.cmd === 'puback')).toEqual([]);
+    await tick();
+    expect(raw).toEqual([]);
     seam.sendPuback(1);
-    seam.sendPuback(2);
-    expect(written.map((p) => [p.cmd, p.messageId])).toEqual([
-      ['puback', 1],
-      ['puback', 2],
-    ]);
+    seam.sendPuback(0x1234);
+    await tick();
+    // One write for both, in order: PUBACK (0x40), remaining length 2, packet id.
+    expect(raw).toEqual([Buffer.from([0x40, 0x02, 0x00, 0x01, 0x40, 0x02, 0x12, 0x34])]);
+  });
+
+  it('writes PUBACK bytes that MQTT.js itself parses as PUBACKs (3.1.1 and 5)', async () => {
+    const mqttPacket = require('mqtt-packet') as { parser: (o: { protocolVersion: number }) => { on: (e: string, f: (p: { cmd: string; messageId: number }) => void) => void; parse: (b: Buffer) => void } };
+    for (const protocolVersion of [4, 5]) {
+      const { client, raw } = fakeConnectedClient();
+      const seam = installPubackSeam(client);
+      seam.sendPuback(7);
+      seam.sendPuback(65535);
+      await tick();
+      const parsed: { cmd: string; messageId: number }[] = [];
+      const p = mqttPacket.parser({ protocolVersion });
+      p.on('packet', (x) => parsed.push({ cmd: x.cmd, messageId: x.messageId }));
+      p.parse(Buffer.concat(raw));
+      expect(parsed).toEqual([
+        { cmd: 'puback', messageId: 7 },
+        { cmd: 'puback', messageId: 65535 },
+      ]);
+    }
+  });
+
+  it('reports blocked while the socket buffer is full, and calls back when it drains', async () => {
+    const { client, setFull, drain } = fakeConnectedClient();
+    let unblocked = 0;
+    const seam = installPubackSeam(client, () => unblocked++);
+    setFull(true);
+    seam.sendPuback(1);
+    await tick();
+    expect(seam.blocked).toBe(true);
+    setFull(false);
+    drain();
+    expect(seam.blocked).toBe(false);
+    expect(unblocked).toBe(1);
+  });
+
+  it('drops PUBACKs queued for a connection that has since been replaced', async () => {
+    const { client, raw } = fakeConnectedClient();
+    const seam = installPubackSeam(client);
+    seam.sendPuback(1);
+    (client as unknown as { stream: unknown }).stream = { write: () => true, once: () => undefined };
+    await tick();
+    expect(raw).toEqual([]);
   });
 
   it('leaves every other outgoing packet alone', () => {
