@@ -48,7 +48,9 @@ export function installPubackSeam(client: MqttClient, onUnblocked: () => void = 
 
   let pending: number[] = [];
   let pendingStream: Stream | undefined;
-  let blocked = false;
+  // The socket whose write buffer is full. Blocking is tied to that socket: if the connection
+  // drops, its 'drain' never comes, and the next connection must not inherit the block.
+  let blockedStream: Stream | undefined;
 
   const flush = (): void => {
     const ids = pending;
@@ -65,10 +67,10 @@ export function installPubackSeam(client: MqttClient, onUnblocked: () => void = 
       buf[i * 4 + 2] = id >> 8;
       buf[i * 4 + 3] = id & 0xff;
     }
-    if (!stream.write(buf) && !blocked) {
-      blocked = true;
+    if (!stream.write(buf) && blockedStream !== stream) {
+      blockedStream = stream;
       stream.once('drain', () => {
-        blocked = false;
+        if (blockedStream === stream) blockedStream = undefined;
         onUnblocked();
       });
     }
@@ -84,7 +86,7 @@ export function installPubackSeam(client: MqttClient, onUnblocked: () => void = 
       pending.push(packetId);
     },
     get blocked() {
-      return blocked;
+      return blockedStream !== undefined && blockedStream === c.stream;
     },
   };
 }

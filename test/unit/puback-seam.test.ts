@@ -115,6 +115,17 @@ describe('PUBACK seam (mqtt version pinned)', () => {
     expect(unblocked).toBe(1);
   });
 
+  it('does not carry a full socket over to the next connection (its drain never comes)', async () => {
+    const { client, setFull } = fakeConnectedClient();
+    const seam = installPubackSeam(client);
+    setFull(true);
+    seam.sendPuback(1);
+    await tick();
+    expect(seam.blocked).toBe(true);
+    (client as unknown as { stream: unknown }).stream = { write: () => true, once: () => undefined };
+    expect(seam.blocked).toBe(false);
+  });
+
   it('drops PUBACKs queued for a connection that has since been replaced', async () => {
     const { client, raw } = fakeConnectedClient();
     const seam = installPubackSeam(client);
