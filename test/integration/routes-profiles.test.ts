@@ -109,7 +109,9 @@ function logLines(b: BridgeProcess): LogLine[] {
 }
 
 /** The topic filters the bridge subscribed to (its 'subscribed' log line; /readyz 200 implies it was written). */
-function subscriptions(b: BridgeProcess): string[] {
+async function subscriptions(b: BridgeProcess): Promise<string[]> {
+  // Readiness can be observed a moment before the log line reaches the file.
+  await b.waitFor('a "subscribed" log line', async () => logLines(b).some((l) => l.msg === 'subscribed'), 10_000);
   const line = logLines(b).find((l) => l.msg === 'subscribed');
   expect(line, 'a "subscribed" log line').toBeDefined();
   return [...(line!.topics as string[])].sort();
@@ -205,7 +207,7 @@ describe('cyberpartner.yaml', () => {
 
   it('maps every event type to its topic, keyed by badge_id, with the enrichment fields; subscribes to the rules\' filters', async () => {
     const b = await bridge({ MQTT_CLIENT_ID: 'profile-cyberpartner', ROUTES_FILE: profile('cyberpartner.yaml'), DLQ_TOPIC: 'cp-dead-letter' });
-    expect(subscriptions(b)).toEqual(
+    expect(await subscriptions(b)).toEqual(
       [
         'cackalacky/badge/egress/+/heartbeat',
         'cackalacky/badge/egress/+/achievement/+',
@@ -297,7 +299,7 @@ describe('cyberpartner.yaml', () => {
 describe('metamorphosis.yaml', () => {
   it("writes every MQTT message to topic mqtt as Metamorphosis' envelope, keyed by the MQTT topic", async () => {
     const b = await bridge({ MQTT_CLIENT_ID: 'profile-metamorphosis', ROUTES_FILE: profile('metamorphosis.yaml') });
-    expect(subscriptions(b)).toEqual(['#']);
+    expect(await subscriptions(b)).toEqual(['#']);
     const binary = Buffer.from([0x08, 0x96, 0x01, 0x00, 0xff, 0xfe, 0x0a]);
     const msgs = [
       { topic: 'test/sensor/temp', payload: '{"celsius":21.5}' },
@@ -336,7 +338,7 @@ describe('unified-namespace.yaml', () => {
   it("maps '/' to '_', drops the ignored attributes, copies the timestamp attribute into a header", async () => {
     const b = await bridge({ MQTT_CLIENT_ID: 'profile-uns', ROUTES_FILE: profile('unified-namespace.yaml'), DLQ_TOPIC: 'uns-dead-letter' });
     // spBv1.0/# and +/+/+/+/+ are covered by #: one subscription, so the broker delivers one copy.
-    expect(subscriptions(b)).toEqual(['#']);
+    expect(await subscriptions(b)).toEqual(['#']);
 
     const device = {
       timestamp: 1718906645123,
@@ -404,7 +406,7 @@ describe('industrial-sensors.yaml', () => {
 
   it('writes valid readings byte for byte keyed by site (subscription derived from the rule); invalid payloads are dead letters', async () => {
     const b = await bridge({ MQTT_CLIENT_ID: 'profile-sensors', ROUTES_FILE: profile('industrial-sensors.yaml'), DLQ_TOPIC: 'sensors-dead-letter' });
-    expect(subscriptions(b)).toEqual(['FCTS/FAE/+/SolvExtract/+']);
+    expect(await subscriptions(b)).toEqual(['FCTS/FAE/+/SolvExtract/+']);
     const good = [
       { topic: 'FCTS/FAE/S101/SolvExtract/FI-1001.PV', payload: reading('S101', 'FI-1001.PV', 12.5) },
       { topic: 'FCTS/FAE/S102/SolvExtract/TI-2040.PV', payload: reading('S102', 'TI-2040.PV', 41, 1718906645) },
@@ -454,7 +456,7 @@ describe('industrial-sensors.yaml', () => {
 
   it('with MQTT_TOPIC=FCTS/FAE/# (as the profile says) a malformed topic is dead-lettered as unmatched, not lost', async () => {
     const b = await bridge({ MQTT_CLIENT_ID: 'profile-sensors-wide', ROUTES_FILE: profile('industrial-sensors.yaml'), DLQ_TOPIC: 'sensors-wide-dead-letter', MQTT_TOPIC: 'FCTS/FAE/#' });
-    expect(subscriptions(b)).toEqual(['FCTS/FAE/#']);
+    expect(await subscriptions(b)).toEqual(['FCTS/FAE/#']);
     const malformed = [
       { topic: 'FCTS/FAE/S201/SolvExtract', payload: reading('S201', 'FI-1', 1) },
       { topic: 'FCTS/FAE/S201/Leach/FI-1', payload: reading('S201', 'FI-1', 2) },
@@ -481,7 +483,7 @@ describe('industrial-sensors.yaml', () => {
 describe('game-lobby.yaml', () => {
   it('forwards only "Cleaning Game Records" keyed by game_token; every other log line is a counted skip', async () => {
     const b = await bridge({ MQTT_CLIENT_ID: 'profile-lobby', ROUTES_FILE: profile('game-lobby.yaml'), DLQ_TOPIC: 'lobby-dead-letter' });
-    expect(subscriptions(b)).toEqual(['lib/server/lobby']);
+    expect(await subscriptions(b)).toEqual(['lib/server/lobby']);
     const log = (message: string, extra: Record<string, unknown> = {}) => JSON.stringify({ level: 'info', time: '2024-06-20T18:04:05.250Z', service: 'lobby', message, ...extra });
     const cleaned = [
       log('Cleaning Game Records', { game_token: 'g-8c1f', user_token: 'u-42', players: 4 }),
