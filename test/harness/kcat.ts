@@ -6,7 +6,10 @@ export interface ReadRecord {
   partition: number;
   offset: number;
   key: string | null;
+  /** The value decoded as UTF-8 (what text payloads need). */
   value: string | null;
+  /** The value's exact bytes (binary payloads, invalid UTF-8 kept intact). */
+  bytes: Buffer | null;
   headers: Record<string, string>;
   timestamp: number;
 }
@@ -18,7 +21,9 @@ export function kcatRead(kcat: string, bootstrap: string, topic: string, timeout
   // (kafkajs) bugs.
   const args = ['-C', '-b', bootstrap, '-t', topic, '-o', 'beginning', '-e', '-J', '-q', '-X', 'log_level=3'];
   return new Promise((resolve, reject) => {
-    execFile(kcat, args, { timeout: timeoutMs, maxBuffer: 512 * 1024 * 1024 }, (err, stdout, stderr) => {
+    // latin1: kcat -J writes bytes >= 0x80 unescaped, so reading its output as latin1 keeps every
+    // byte of a value recoverable (parseKcatJson re-encodes the strings).
+    execFile(kcat, args, { timeout: timeoutMs, maxBuffer: 512 * 1024 * 1024, encoding: 'latin1' }, (err, stdout, stderr) => {
       if (err) {
         reject(new Error(`kcat failed: ${err.message}\n${stderr}`));
         return;
@@ -42,21 +47,27 @@ interface KcatEnvelope {
   headers?: (string | null)[];
 }
 
-/** Parses kcat -J output; headers come as a flat ["k1","v1","k2","v2"] array. */
+/**
+ * Parses kcat -J output read as latin1 (see kcatRead); headers come as a flat
+ * ["k1","v1","k2","v2"] array. Strings are turned back into their bytes, then decoded as UTF-8.
+ */
 export function parseKcatJson(stdout: string): ReadRecord[] {
   const out: ReadRecord[] = [];
+  const utf8 = (s: string): string => Buffer.from(s, 'latin1').toString('utf8');
   for (const line of stdout.split('\n')) {
     if (!line.trim()) continue;
     const e = JSON.parse(line) as KcatEnvelope;
     const headers: Record<string, string> = {};
     const flat = e.headers ?? [];
-    for (let i = 0; i + 1 < flat.length; i += 2) headers[flat[i] ?? ''] = flat[i + 1] ?? '';
+    for (let i = 0; i + 1 < flat.length; i += 2) headers[utf8(flat[i] ?? '')] = utf8(flat[i + 1] ?? '');
+    const bytes = e.payload === null || e.payload === undefined ? null : Buffer.from(e.payload, 'latin1');
     out.push({
       topic: e.topic,
       partition: e.partition,
       offset: e.offset,
-      key: e.key ?? null,
-      value: e.payload ?? null,
+      key: e.key === null || e.key === undefined ? null : utf8(e.key),
+      value: bytes === null ? null : bytes.toString('utf8'),
+      bytes,
       headers,
       timestamp: e.ts ?? -1,
     });

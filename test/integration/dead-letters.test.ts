@@ -1,10 +1,9 @@
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  findExecutable,
+
   makeTempDir,
   startBridgeProcess,
   startKafka,
@@ -140,43 +139,9 @@ async function settled(b: BridgeProcess, n: number): Promise<void> {
 
 type RawRecord = ReadRecord & { bytes: Buffer | null };
 
-/**
- * Reads a topic with kcat keeping the value's exact bytes (the harness decodes values as UTF-8,
- * which would hide whether the dead letter kept invalid UTF-8 intact): kcat -J writes bytes >= 0x80
- * unescaped, so decoding its output as latin1 and re-encoding each string as latin1 restores them.
- */
+/** Reads a topic with kcat; `bytes` holds each value's exact bytes. */
 async function readTopicBytes(topic: string, expected: number, timeoutMs = 30_000): Promise<RawRecord[]> {
-  const kcat = findExecutable('kcat', 'KCAT_BIN');
-  if (!kcat) throw new Error('kcat not found');
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    let out: string;
-    try {
-      out = await new Promise<string>((resolve, reject) =>
-        execFile(kcat, ['-C', '-b', kafka.bootstrap, '-t', topic, '-o', 'beginning', '-e', '-J', '-q', '-X', 'log_level=3'], { encoding: 'latin1', maxBuffer: 256 * 1024 * 1024, timeout: Math.max(timeoutMs, 15_000) }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
-      );
-    } catch (err) {
-      // e.g. metadata not there yet: retry until the deadline, as the harness's readTopic does
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 250));
-      continue;
-    }
-    const utf8 = (s: string) => Buffer.from(s, 'latin1').toString('utf8');
-    const recs = out
-      .split('\n')
-      .filter((l) => l.trim())
-      .map((l): RawRecord => {
-        const e = JSON.parse(l) as { topic: string; partition: number; offset: number; ts?: number; key: string | null; payload: string | null; headers?: string[] };
-        const headers: Record<string, string> = {};
-        const flat = e.headers ?? [];
-        for (let i = 0; i + 1 < flat.length; i += 2) headers[utf8(flat[i]!)] = utf8(flat[i + 1]!);
-        const bytes = e.payload === null ? null : Buffer.from(e.payload, 'latin1');
-        return { topic: e.topic, partition: e.partition, offset: e.offset, timestamp: e.ts ?? -1, key: e.key === null ? null : utf8(e.key), value: bytes?.toString('utf8') ?? null, headers, bytes };
-      })
-      .sort((a, b) => a.partition - b.partition || a.offset - b.offset);
-    if (recs.length >= expected || Date.now() > deadline) return recs;
-    await new Promise((r) => setTimeout(r, 250));
-  }
+  return kafka.readTopic(topic, { expected, timeoutMs });
 }
 
 /** Bytes the bridge counts for a record (src/bridge/records.ts recordBytes): value + key + headers + 64. */
