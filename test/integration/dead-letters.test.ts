@@ -3,7 +3,6 @@ import path from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-
   makeTempDir,
   startBridgeProcess,
   startKafka,

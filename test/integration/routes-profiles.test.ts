@@ -6,7 +6,6 @@ import { uuidFrom } from '../../src/bridge/routes/values.js';
 import {
   badgeId,
   checkBadges,
-
   makeTempDir,
   publishBadges,
   repoRoot,
