@@ -121,3 +121,31 @@ function stripPrefix(message: string): string {
 function firstSentence(message: string): string {
   return (message.split('\n')[0] ?? '').replace(/^Connection error: /, '').trim();
 }
+
+/** Per-side wording for the TLS hints: which settings to check, and how to say it in each case. */
+export interface TlsHints {
+  /** e.g. "check ROOT_CA: it must be the CA that signed the broker certificate" */
+  readonly verify: string;
+  readonly name: string;
+  readonly clientCert: string;
+  readonly notTls: string;
+  readonly other: string;
+}
+
+/** What to check for a classified TLS failure, in the caller's own variable names. */
+export function tlsHint(kind: TlsFailure['kind'], hints: TlsHints): string {
+  switch (kind) {
+    case 'verify':
+      return hints.verify;
+    case 'name':
+      return hints.name;
+    case 'dates':
+      return "check the broker certificate's validity dates and this host's clock";
+    case 'client_cert':
+      return hints.clientCert;
+    case 'not_tls':
+      return hints.notTls;
+    default:
+      return hints.other;
+  }
+}

@@ -1,7 +1,7 @@
 import type { KafkaConfig, SASLOptions } from 'kafkajs';
 import type { ConnectionOptions } from 'node:tls';
 import type { Config } from '../config/types.js';
-import { readTlsMaterial, tlsFailure } from '../tls.js';
+import { readTlsMaterial, tlsFailure, tlsHint } from '../tls.js';
 
 /** The variables behind `config.kafka.tls`, for messages. */
 export const KAFKA_TLS_VARS = { ca: 'KAFKA_TLS_CA', cert: 'KAFKA_TLS_CERT', key: 'KAFKA_TLS_KEY' } as const;
@@ -43,18 +43,13 @@ export function explainKafkaSecurityError(err: unknown, config: Pick<Config['kaf
   }
   const tls = tlsFailure(err);
   if (!tls) return undefined;
-  const hint =
-    tls.kind === 'verify'
-      ? 'check KAFKA_TLS_CA: it must be the CA that signed the broker certificates'
-      : tls.kind === 'name'
-        ? 'the broker certificate does not name the host in KAFKA_BROKER(S) or the advertised listener'
-        : tls.kind === 'dates'
-          ? "check the broker certificate's validity dates and this host's clock"
-          : tls.kind === 'client_cert'
-            ? 'the broker wants a client certificate it trusts: check KAFKA_TLS_CERT/KAFKA_TLS_KEY'
-            : tls.kind === 'not_tls'
-              ? 'the listener does not speak TLS: unset KAFKA_TLS or use the TLS listener port'
-              : 'check the KAFKA_TLS_* settings';
+  const hint = tlsHint(tls.kind, {
+    verify: 'check KAFKA_TLS_CA: it must be the CA that signed the broker certificates',
+    name: 'the broker certificate does not name the host in KAFKA_BROKER(S) or the advertised listener',
+    clientCert: 'the broker wants a client certificate it trusts: check KAFKA_TLS_CERT/KAFKA_TLS_KEY',
+    notTls: 'the listener does not speak TLS: unset KAFKA_TLS or use the TLS listener port',
+    other: 'check the KAFKA_TLS_* settings',
+  });
   return `Kafka TLS handshake failed: ${tls.reason} (${hint})`;
 }
 

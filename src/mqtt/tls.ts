@@ -1,7 +1,7 @@
 import type { IClientOptions } from 'mqtt';
 import type { Config } from '../config/types.js';
 import { describeError } from '../errors.js';
-import { readTlsMaterial, tlsFailure } from '../tls.js';
+import { readTlsMaterial, tlsFailure, tlsHint } from '../tls.js';
 
 /** The variables behind `config.mqtt.tls`, for messages. */
 export const MQTT_TLS_VARS = { ca: 'ROOT_CA', cert: 'MQTT_CLIENT_CERT', key: 'MQTT_CLIENT_KEY' } as const;
@@ -43,18 +43,13 @@ export interface MqttProblem {
 export function explainMqttError(err: unknown, opts: { beforeConnack: boolean; tls: boolean; websocket: boolean }): MqttProblem {
   const tls = tlsFailure(err);
   if (tls) {
-    const hint =
-      tls.kind === 'verify'
-        ? 'check ROOT_CA: it must be the CA that signed the broker certificate'
-        : tls.kind === 'name'
-          ? 'the broker certificate does not name the host in MQTT_BROKER'
-          : tls.kind === 'dates'
-            ? "check the broker certificate's validity dates and this host's clock"
-            : tls.kind === 'client_cert'
-              ? 'the broker wants a client certificate it trusts: check MQTT_CLIENT_CERT/MQTT_CLIENT_KEY'
-              : tls.kind === 'not_tls'
-                ? `the port does not speak TLS: use ${opts.websocket ? 'ws://' : 'mqtt://'} or the broker's TLS port`
-                : 'check the TLS settings (ROOT_CA, MQTT_CLIENT_CERT, MQTT_CLIENT_KEY)';
+    const hint = tlsHint(tls.kind, {
+      verify: 'check ROOT_CA: it must be the CA that signed the broker certificate',
+      name: 'the broker certificate does not name the host in MQTT_BROKER',
+      clientCert: 'the broker wants a client certificate it trusts: check MQTT_CLIENT_CERT/MQTT_CLIENT_KEY',
+      notTls: `the port does not speak TLS: use ${opts.websocket ? 'ws://' : 'mqtt://'} or the broker's TLS port`,
+      other: 'check the TLS settings (ROOT_CA, MQTT_CLIENT_CERT, MQTT_CLIENT_KEY)',
+    });
     return { message: `MQTT TLS handshake failed: ${tls.reason} (${hint})`, config: true };
   }
   const e = err as { name?: unknown; code?: unknown; message?: unknown };
