@@ -10,6 +10,7 @@
  * first table exists so freed pages can be returned to the file system after a drain.
  *
  *     meta(k TEXT PRIMARY KEY, v TEXT)            -- schema_version
+ *     state(k TEXT PRIMARY KEY, v TEXT)           -- StateStore: subscriptions, Sparkplug BIRTHs
  *     records(row_id INTEGER PRIMARY KEY AUTOINCREMENT,
  *             msg_id TEXT, key_hash INTEGER, topic TEXT, key TEXT NULL,
  *             value BLOB, headers TEXT (JSON object of strings),
@@ -48,7 +49,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import { BridgeError, describeError } from '../errors.js';
 import type { Pending } from '../kafka/types.js';
-import type { Spool, SpoolDeps, SpoolRow, SpoolStats } from './types.js';
+import type { Spool, SpoolDeps, SpoolRow, SpoolStats, StateStore } from './types.js';
 
 const SCHEMA_VERSION = '1';
 const GROUP_MAX = 1000;
@@ -88,6 +89,7 @@ class SqliteSpool implements Spool {
   private bytes = 0;
   private blocked = false;
   private closed = false;
+  readonly state: StateStore;
 
   constructor(
     private readonly config: Config['spool'],
@@ -108,6 +110,7 @@ class SqliteSpool implements Spool {
       this.db.pragma('locking_mode = EXCLUSIVE');
       this.db.exec(`
         CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS state (k TEXT PRIMARY KEY, v TEXT NOT NULL);
         CREATE TABLE IF NOT EXISTS records (
           row_id INTEGER PRIMARY KEY AUTOINCREMENT,
           msg_id TEXT NOT NULL,
@@ -151,6 +154,7 @@ class SqliteSpool implements Spool {
         this.insert.run(e.id, e.keyHash, r.topic, r.key, r.value, JSON.stringify(r.headers), e.receivedAtMs, e.bytes);
       }
     });
+    this.state = stateStore(this.db);
     if (this.rows > 0) this.log.info({ rows: this.rows, bytes: this.bytes, path: config.path }, 'spool holds records from an earlier run; they are replayed first');
   }
 
@@ -363,4 +367,19 @@ class SqliteSpool implements Spool {
     }
     this.db.close();
   }
+}
+
+/** The StateStore over the `state` table; each statement commits on its own (autocommit). */
+function stateStore(db: Database.Database): StateStore {
+  const get = db.prepare('SELECT v FROM state WHERE k = ?').pluck();
+  const set = db.prepare('INSERT INTO state (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v');
+  const del = db.prepare('DELETE FROM state WHERE k = ?');
+  // substr, not LIKE: '%' and '_' in keys need no escaping.
+  const list = db.prepare('SELECT k, v FROM state WHERE substr(k, 1, ?) = ? ORDER BY k');
+  return {
+    get: (key) => get.get(key) as string | undefined,
+    set: (key, value) => void set.run(key, value),
+    delete: (key) => void del.run(key),
+    list: (prefix) => (list.all(prefix.length, prefix) as { k: string; v: string }[]).map((r) => [r.k, r.v]),
+  };
 }

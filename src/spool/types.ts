@@ -40,6 +40,21 @@ export interface SpoolDeps {
 }
 
 /**
+ * Small durable state kept in the spool's database (same file, same `synchronous=FULL`), for
+ * what the bridge must remember across restarts besides records: the MQTT filters it
+ * subscribed, Sparkplug BIRTH certificates. Each write is its own committed transaction; it
+ * throws (SQLITE_FULL, I/O) instead of pretending, so callers decide what a failed write means.
+ * Keys are namespaced by the caller (`mqtt/…`, `sparkplug/…`); values are strings (JSON).
+ */
+export interface StateStore {
+  get(key: string): string | undefined;
+  set(key: string, value: string): void;
+  delete(key: string): void;
+  /** Every key starting with `prefix`, in key order. */
+  list(prefix: string): [key: string, value: string][];
+}
+
+/**
  * The durable spool. append() never fails: entries are committed in call order by group
  * commit, retried on disk errors, and held (back-pressure) while the spool is full under
  * the block policy.
@@ -57,5 +72,7 @@ export interface Spool {
   stats(): SpoolStats;
   /** Returns freed pages to the file system (incremental vacuum) and truncates the WAL. */
   compact(): void;
+  /** Durable key-value state in the same database. */
+  readonly state: StateStore;
   close(): void;
 }

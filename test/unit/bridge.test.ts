@@ -155,7 +155,7 @@ function harness(env: Record<string, string> = {}) {
       subscriptions: config.mqtt.topics,
     }),
     kafka: factory,
-    openSpool: (deps) => {
+    openSpool: (deps): Spool => {
       const real = openSqliteSpool(config.spool, {
         logger,
         ...deps,
@@ -175,6 +175,7 @@ function harness(env: Record<string, string> = {}) {
         },
         stats: () => real.stats(),
         compact: () => real.compact(),
+        state: real.state,
         close: () => {
           world.events.push('spool.close');
           real.close();

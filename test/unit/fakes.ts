@@ -4,6 +4,7 @@
 import type { Config } from '../../src/config/types.js';
 import type { KafkaProducerClient, OutRecord } from '../../src/kafka/types.js';
 import type { Telemetry } from '../../src/observability/telemetry.js';
+import type { StateStore } from '../../src/spool/types.js';
 
 // --- fakes -------------------------------------------------------------------------------
 
@@ -133,4 +134,21 @@ export async function metric(t: Telemetry, name: string, labels: Record<string, 
     if (Object.entries(labels).every(([k, want]) => String((v.labels as Record<string, unknown>)[k]) === want)) sum += v.value;
   }
   return sum;
+}
+
+/** An in-memory StateStore for fake spools. */
+export class MemoryState implements StateStore {
+  private readonly map = new Map<string, string>();
+  get(key: string): string | undefined {
+    return this.map.get(key);
+  }
+  set(key: string, value: string): void {
+    this.map.set(key, value);
+  }
+  delete(key: string): void {
+    this.map.delete(key);
+  }
+  list(prefix: string): [string, string][] {
+    return [...this.map].filter(([k]) => k.startsWith(prefix)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  }
 }

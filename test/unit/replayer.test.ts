@@ -352,6 +352,7 @@ describe('replayer: spool faults', () => {
         flush: () => s.flush(),
         stats: () => s.stats(),
         compact: () => s.compact(),
+        state: s.state,
         close: () => s.close(),
       }),
     });

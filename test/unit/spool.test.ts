@@ -242,3 +242,25 @@ describe('spool: size limits', () => {
     expect(after).toBeLessThan(full / 4);
   });
 });
+
+describe('spool: durable state', () => {
+  it('keeps state across a restart, replaces, deletes and lists by prefix', () => {
+    const dir = tmp();
+    const a = harness(dir);
+    a.spool.state.set('mqtt/subscriptions', '["a/#"]');
+    a.spool.state.set('sparkplug/g1/n1', '{"x":1}');
+    a.spool.state.set('sparkplug/g1/n1/d1', '{"y":2}');
+    a.spool.state.set('sparkplug/g_%/n', '{}');
+    a.spool.state.set('mqtt/subscriptions', '["b/#"]');
+    a.spool.close();
+    open.splice(open.indexOf(a.spool), 1);
+    const b = harness(dir);
+    expect(b.spool.state.get('mqtt/subscriptions')).toBe('["b/#"]');
+    expect(b.spool.state.get('missing')).toBeUndefined();
+    expect(b.spool.state.list('sparkplug/g1/').map(([k]) => k)).toEqual(['sparkplug/g1/n1', 'sparkplug/g1/n1/d1']);
+    expect(b.spool.state.list('sparkplug/g_%').map(([k]) => k)).toEqual(['sparkplug/g_%/n']);
+    b.spool.state.delete('sparkplug/g1/n1');
+    expect(b.spool.state.list('sparkplug/g1/').map(([k, v]) => [k, v])).toEqual([['sparkplug/g1/n1/d1', '{"y":2}']]);
+    expect(b.spool.stats().rows).toBe(0);
+  });
+});

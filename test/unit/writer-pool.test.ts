@@ -6,7 +6,7 @@ import type { Pending, WriteErrorKind } from '../../src/kafka/types.js';
 import { WriterPool } from '../../src/kafka/writer-pool.js';
 import { Telemetry } from '../../src/observability/telemetry.js';
 import type { Spool, SpoolRow, SpoolStats } from '../../src/spool/types.js';
-import { connectionError, FakeClient, ids, kafkaConfig, metric, recIds, tick, tooLarge } from './fakes.js';
+import { connectionError, FakeClient, ids, kafkaConfig, MemoryState, metric, recIds, tick, tooLarge } from './fakes.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -32,6 +32,7 @@ class FakeSpool implements Spool {
     return { rows: this.appended.length, bytes: 0, oldestReceivedAtMs: undefined, pending: 0, blocked: false, fileBytes: 0 };
   }
   compact(): void {}
+  readonly state = new MemoryState();
   close(): void {
     this.closed = true;
   }
