@@ -5,24 +5,17 @@
 #   docker run --rm -e MQTT_BROKER=... -e MQTT_TOPIC=... -e KAFKA_BROKERS=... \
 #     -v spool:/var/lib/mqtt-kafka-spool -p 8080:8080 mqtt-kafka-spool:0.1.0
 #
-# Both stages must run the same Node major on the same Debian release: better-sqlite3's native
-# addon is compiled in the build stage and loaded in the runtime stage (Node ABI + glibc).
-# Pin NODE_VERSION to a full version (or the images to digests) for reproducible builds.
-ARG NODE_VERSION=20
+# Node 24 LTS in both stages (the bridge refuses to start on anything older). better-sqlite3 ships
+# its native addon prebuilt for Node-API in the npm package (linux-x64/arm64, glibc and musl), so
+# nothing is compiled. Pin NODE_VERSION to a full version (or the images to digests) for
+# reproducible builds.
+ARG NODE_VERSION=24
 
-# --- build: compile TypeScript and better-sqlite3, then drop dev dependencies ----------------
-FROM node:${NODE_VERSION}-bookworm AS build
-# node:*-bookworm already ships these; listed so the requirement is explicit and survives a
-# change of base image.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 make g++ \
- && rm -rf /var/lib/apt/lists/*
+# --- build: compile TypeScript, then drop dev dependencies ------------------------------------
+FROM node:${NODE_VERSION}-bookworm-slim AS build
 WORKDIR /app
-# Compile better-sqlite3 from source instead of downloading a prebuilt binary from GitHub, against
-# the Node headers the image ships in /usr/local/include/node (node-gyp would otherwise download
-# them from nodejs.org): the build needs only the npm registry, and the addon matches this Node.
-ENV npm_config_build_from_source=true \
-    npm_config_nodedir=/usr/local
+# The build needs only the npm registry. (The `node` dev dependency, which gives checkouts on
+# older machines their Node 24, is installed here too and removed by the prune below.)
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./

@@ -38,34 +38,31 @@ for path in "${context[@]}"; do
   cp -R "$REPO_DIR/$path" "$BUILD/$path"
 done
 
-# 2. The build stage's RUN lines, with its ENV. The image ships Node's headers in
-# /usr/local/include/node; here they are wherever this Node has them (or node-gyp downloads them).
-export npm_config_build_from_source=true
-if [ -z "${npm_config_nodedir:-}" ]; then
-  node_prefix="$(dirname "$(dirname "$(command -v node)")")"
-  for d in "$node_prefix" /usr/local /usr; do
-    if [ -f "$d/include/node/node.h" ]; then
-      export npm_config_nodedir="$d"
-      break
-    fi
-  done
-fi
+# 2. The build stage's RUN lines. The image is node:24; here npm installs Node 24 as the `node`
+# dev dependency, and the runtime checks below use a copy of that binary (taken before the prune
+# removes it), so they run on the Node the image ships even where the machine has an older one.
 cd "$BUILD"
 step "npm ci"
 npm ci --no-audit --no-fund >"$WORK/npm-ci.log" 2>&1 || { cat "$WORK/npm-ci.log" >&2; fail "npm ci"; }
 step "npm run build"
 npm run build >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log" >&2; fail "npm run build"; }
+NODE24="$WORK/node24/bin"
+mkdir -p "$NODE24"
+cp "$BUILD/node_modules/node/bin/node" "$NODE24/node" || fail "the node dev dependency did not install a Node binary"
+"$NODE24/node" -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 24 ? 0 : 1)' || fail "node_modules/node is not Node 24"
 step "npm prune --omit=dev"
 npm prune --omit=dev --no-audit --no-fund >"$WORK/prune.log" 2>&1 || { cat "$WORK/prune.log" >&2; fail "npm prune"; }
 
-# 3. What the runtime stage copies.
+# 3. What the runtime stage copies, run by the runtime's Node.
+export PATH="$NODE24:$PATH"
+step "runtime node $(node --version)"
 cp -R "$BUILD/package.json" "$BUILD/node_modules" "$BUILD/dist" "$RUNTIME/"
 cd "$RUNTIME"
 [ -f dist/cli.js ] || fail "dist/cli.js was not built"
 
 # 4. Checks.
 step "dev dependencies pruned"
-for dev in typescript vitest; do  # (@types/node stays: mqtt depends on it)
+for dev in typescript vitest node; do  # (@types/node stays: mqtt depends on it)
   [ ! -e "node_modules/$dev" ] || fail "devDependency $dev is still in node_modules after npm prune --omit=dev"
 done
 

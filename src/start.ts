@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 import { config as loadDotenv } from 'dotenv';
 import { loadConfig } from './config/load.js';
 import { BridgeError, ConfigError, describeError } from './errors.js';

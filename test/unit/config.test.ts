@@ -110,3 +110,11 @@ describe('configuration', () => {
     expect(topicFilterProblem('')).toMatch(/empty/);
   });
 });
+
+describe('node version', () => {
+  it('accepts Node 24.6 and later, refuses older with a line naming the version needed', async () => {
+    const { unsupportedNode } = await import('../../src/node-version.js');
+    for (const ok of ['24.6.0', '24.21.0', '25.1.0', '26.0.0']) expect(unsupportedNode(ok)).toBeUndefined();
+    for (const bad of ['20.20.2', '22.22.0', '24.5.9']) expect(unsupportedNode(bad)).toMatch(new RegExp(`^Node ${bad.replace(/\./g, '\\.')} is not supported: .*Node 24 LTS \\(24\\.6 or later\\)`));
+  });
+});
