@@ -40,12 +40,60 @@ export class ConfigError extends BridgeError {
   }
 }
 
-/** Best-effort one-line description of an unknown thrown value, for logs. Credentials in URLs (user:password@) are removed. */
+/**
+ * Best-effort one-line description of an unknown thrown value, for logs. An error that wraps or
+ * aggregates others (the Kafka client's "Producing messages failed." over per-partition errors)
+ * names its root causes too, up to three distinct ones. Credentials in URLs (user:password@) are
+ * removed.
+ */
 export function describeError(err: unknown): string {
   let text: string;
   if (err instanceof Error) {
-    const code = (err as { code?: unknown }).code;
-    text = typeof code === 'string' ? `${err.name} ${code}: ${err.message}` : `${err.name}: ${err.message}`;
+    text = oneError(err);
+    const roots = rootCauses(err);
+    if (roots.length > 0) text += ` (caused by: ${roots.join('; ')})`;
   } else text = String(err);
   return text.replace(/\/\/([^@/\s'"]+)@/g, '//[redacted]@');
+}
+
+function oneError(err: Error): string {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' ? `${err.name} ${code}: ${err.message}` : `${err.name}: ${err.message}`;
+}
+
+/** The distinct leaves of an error tree below `err` (Kafka protocol errors by their code name). */
+function rootCauses(err: Error): string[] {
+  const out = new Set<string>();
+  for (const e of errorChain(err)) {
+    if (e === (err as unknown)) continue;
+    const hasChildren = (Array.isArray(e.errors) && e.errors.length > 0) || e.cause !== undefined || e.originalError !== undefined;
+    if (hasChildren) continue;
+    const apiId = typeof e.apiId === 'string' ? e.apiId : undefined;
+    const message = typeof e.message === 'string' ? e.message.split('\n')[0]! : String(e);
+    out.add(apiId ? `${apiId}${typeof e.path === 'string' && e.path ? ` at ${e.path}` : ''}` : typeof e.code === 'string' ? `${e.code}: ${message}` : message);
+    if (out.size >= 3) break;
+  }
+  return [...out];
+}
+
+/**
+ * Every error in `err`'s chain, depth first: the error itself, its `cause`, a wrapped
+ * `originalError`, and the members of an aggregate (`errors`, as the Kafka client's
+ * MultipleErrors and Node's AggregateError carry them). Cycles are cut.
+ */
+export function* errorChain(err: unknown): Generator<Record<string, unknown>> {
+  const seen = new Set<unknown>();
+  const stack: unknown[] = [err];
+  while (stack.length > 0) {
+    const e = stack.pop();
+    if (!e || typeof e !== 'object' || seen.has(e)) continue;
+    seen.add(e);
+    const o = e as Record<string, unknown>;
+    yield o;
+    const children: unknown[] = [];
+    if (Array.isArray(o.errors)) children.push(...(o.errors as unknown[]));
+    children.push(o.originalError, o.cause);
+    // Reversed onto the stack, so the first member is visited first.
+    for (let i = children.length - 1; i >= 0; i--) stack.push(children[i]);
+  }
 }

@@ -4,7 +4,7 @@ import { createDefaultMapping } from './bridge/mapping.js';
 import { loadRoutesFile } from './bridge/routes/index.js';
 import type { Transform } from './bridge/types.js';
 import type { Config } from './config/types.js';
-import { createKafkajsFactory } from './kafka/kafkajs-client.js';
+import { createKafkaFactory } from './kafka/platformatic-client.js';
 import { buildKafkaSecurity } from './kafka/security.js';
 import { createMqttSource } from './mqtt/source.js';
 import { buildMqttClientOptions } from './mqtt/tls.js';
@@ -35,7 +35,7 @@ export async function runBridge(config: Config, logger: Logger, opts: { transfor
   // MQTT_TOPIC wins; otherwise subscribe to exactly what the routes need.
   const mqttConfig = { ...config.mqtt, topics: config.mqtt.topics.length > 0 ? config.mqtt.topics : transform.subscriptions };
   const clientOptions = buildMqttClientOptions(config.mqtt);
-  const kafka = createKafkajsFactory(config.kafka, { logger, clientConfig: buildKafkaSecurity(config.kafka) });
+  const kafka = createKafkaFactory(config.kafka, { logger, security: buildKafkaSecurity(config.kafka) });
   const bridge = new Bridge({
     config,
     logger,

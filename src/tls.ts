@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { TlsConfig } from './config/types.js';
-import { ConfigError } from './errors.js';
+import { ConfigError, errorChain } from './errors.js';
 
 /** TLS helpers shared by the MQTT (src/mqtt/tls.ts) and Kafka (src/kafka/security.ts) connections. */
 
@@ -85,13 +85,9 @@ export interface TlsFailure {
   readonly reason: string;
 }
 
-/** Finds a TLS handshake failure in `err` or its causes (kafkajs wraps them); undefined if it is none. */
+/** Finds a TLS handshake failure in `err` or its causes (Kafka client errors wrap and aggregate them); undefined if it is none. */
 export function tlsFailure(err: unknown): TlsFailure | undefined {
-  const seen = new Set<unknown>();
-  let e: unknown = err;
-  while (e && typeof e === 'object' && !seen.has(e)) {
-    seen.add(e);
-    const o = e as { code?: unknown; message?: unknown; cause?: unknown; originalError?: unknown };
+  for (const o of errorChain(err)) {
     const code = typeof o.code === 'string' ? o.code : '';
     const message = typeof o.message === 'string' ? o.message : '';
     if (code === 'ERR_TLS_CERT_ALTNAME_INVALID' || code === 'HOSTNAME_MISMATCH') return { kind: 'name', reason: firstSentence(message) };
@@ -109,7 +105,6 @@ export function tlsFailure(err: unknown): TlsFailure | undefined {
       return { kind: 'other', reason };
     }
     if (/before secure TLS connection was established/.test(message)) return { kind: 'not_tls', reason: 'the server closed the connection during the TLS handshake' };
-    e = o.originalError ?? o.cause;
   }
   return undefined;
 }
@@ -119,7 +114,11 @@ function stripPrefix(message: string): string {
 }
 
 function firstSentence(message: string): string {
-  return (message.split('\n')[0] ?? '').replace(/^Connection error: /, '').trim();
+  return (message.split('\n')[0] ?? '')
+    .replace(/^Connection error: /, '')
+    // Node 24 appends advice about the system CA store to verification errors; our hint names the setting to check.
+    .replace(/; if the root CA is installed locally, try running Node\.js with --use-system-ca$/, '')
+    .trim();
 }
 
 /** Per-side wording for the TLS hints: which settings to check, and how to say it in each case. */

@@ -5,7 +5,7 @@ import { dirname, resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
 import { redactUrl } from '../observability/logger.js';
 import { VARS } from './spec.js';
-import type { Config, SaslMechanism, TlsConfig } from './types.js';
+import type { Config, KafkaCompression, SaslMechanism, TlsConfig } from './types.js';
 
 export interface LoadDeps {
   hostname?: () => string;
@@ -111,7 +111,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, deps: LoadDeps = {}): Config 
       batchMaxBytes: v.KAFKA_BATCH_MAX_BYTES as number,
       writeTimeoutMs: v.KAFKA_WRITE_TIMEOUT_MS as number,
       connectTimeoutMs: v.KAFKA_CONNECT_TIMEOUT_MS as number,
-      compression: v.KAFKA_COMPRESSION as 'none' | 'gzip',
+      compression: v.KAFKA_COMPRESSION as KafkaCompression,
       tls: kafkaTls,
       sasl: kafkaSasl,
     },

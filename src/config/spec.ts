@@ -86,7 +86,7 @@ export const VARS: readonly VarSpec[] = [
   { group: 'kafka', env: 'KAFKA_BATCH_MAX_BYTES', default: '524288', doc: 'Most record bytes a worker sends in one produce request (keep below the broker\'s message.max.bytes).', schema: int(1024) },
   { group: 'kafka', env: 'KAFKA_WRITE_TIMEOUT_MS', default: '10000', doc: 'A produce request not acknowledged within this time counts as failed; its records go to the spool.', schema: int(100) },
   { group: 'kafka', env: 'KAFKA_CONNECT_TIMEOUT_MS', default: '5000', doc: 'Kafka connection timeout.', schema: int(100) },
-  { group: 'kafka', env: 'KAFKA_COMPRESSION', default: 'none', doc: 'Produce compression: none or gzip.', schema: oneOf(['none', 'gzip']) },
+  { group: 'kafka', env: 'KAFKA_COMPRESSION', default: 'none', doc: 'Produce compression: none, gzip, snappy, lz4 or zstd (all built into the client; consumers must support the codec).', schema: oneOf(['none', 'gzip', 'snappy', 'lz4', 'zstd']) },
   { group: 'kafka', env: 'KAFKA_TLS', doc: 'Connect to Kafka over TLS. Unset: on when KAFKA_TLS_CA or KAFKA_TLS_CERT is set, else off.', schema: bool },
   { group: 'kafka', env: 'KAFKA_TLS_CA', doc: "CA certificate file (PEM) Kafka's certificates must chain to (replaces the system CAs).", schema: nonEmpty },
   { group: 'kafka', env: 'KAFKA_TLS_CERT', doc: 'Client certificate file (PEM) for Kafka TLS client authentication (mTLS); needs KAFKA_TLS_KEY.', schema: nonEmpty },

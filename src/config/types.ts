@@ -13,6 +13,9 @@ export interface TlsConfig {
 
 export type SaslMechanism = 'plain' | 'scram-sha-256' | 'scram-sha-512';
 
+/** Produce compression codecs (all built into the Kafka client). */
+export type KafkaCompression = 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd';
+
 /** The validated, frozen configuration. Units are in the names. See src/config/spec.ts. */
 export interface Config {
   readonly mqtt: {
@@ -44,7 +47,7 @@ export interface Config {
     readonly batchMaxBytes: number;
     readonly writeTimeoutMs: number;
     readonly connectTimeoutMs: number;
-    readonly compression: 'none' | 'gzip';
+    readonly compression: KafkaCompression;
     /** Set when Kafka is reached over TLS: KAFKA_TLS, KAFKA_TLS_CA/CERT/KEY, KAFKA_TLS_KEY_PASSPHRASE, KAFKA_TLS_INSECURE. */
     readonly tls?: TlsConfig | undefined;
     /** Set when KAFKA_SASL_MECHANISM is. `password` is secret. */

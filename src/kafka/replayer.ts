@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import { describeError } from '../errors.js';
 import type { Spool, SpoolRow } from '../spool/types.js';
-import { classifyKafkaError } from './kafkajs-client.js';
+import { classifyKafkaError, refusedForGood } from './errors.js';
 import type { KafkaProducerClient, WriteErrorKind } from './types.js';
 import type { WriterTelemetry } from './writer-pool.js';
 
@@ -120,7 +120,7 @@ export class Replayer {
     } catch (err) {
       const kind = classifyKafkaError(err);
       this.deps.telemetry.writeError(kind, 'replay');
-      if (kind !== 'too_large') throw err;
+      if (!refusedForGood(kind)) throw err;
       if (rows.length === 1) {
         await this.deps.onRejected(rows[0]!, kind);
         return;

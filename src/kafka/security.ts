@@ -1,34 +1,53 @@
-import type { KafkaConfig, SASLOptions } from 'kafkajs';
+import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import type { Config } from '../config/types.js';
 import { readTlsMaterial, tlsFailure, tlsHint } from '../tls.js';
+import { isSaslFailure } from './errors.js';
 
 /** The variables behind `config.kafka.tls`, for messages. */
 export const KAFKA_TLS_VARS = { ca: 'KAFKA_TLS_CA', cert: 'KAFKA_TLS_CERT', key: 'KAFKA_TLS_KEY' } as const;
 
+/** The Kafka client's connection security options (`ssl` is the client's alias of `tls`). */
+export interface KafkaSecurityOptions {
+  ssl?: ConnectionOptions;
+  /** Send the broker's host name as TLS SNI (only when every bootstrap address is a name, not an IP). */
+  tlsServerName?: boolean;
+  sasl?: { mechanism: 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512'; username: string; password: string };
+}
+
+const SASL_MECHANISMS = { plain: 'PLAIN', 'scram-sha-256': 'SCRAM-SHA-256', 'scram-sha-512': 'SCRAM-SHA-512' } as const;
+
 /**
- * kafkajs `ssl` and `sasl` options from `config.kafka.tls` / `config.kafka.sasl`, with the TLS
- * files read now. Empty when neither is configured. Throws ConfigError when a file can no
- * longer be read.
+ * The Kafka client's `ssl` and `sasl` options from `config.kafka.tls` / `config.kafka.sasl`,
+ * with the TLS files read now. Empty when neither is configured. Throws ConfigError when a file
+ * can no longer be read.
  */
-export function buildKafkaSecurity(config: Config['kafka'], deps: { readFile?: (path: string) => Buffer } = {}): Partial<KafkaConfig> {
-  const out: { ssl?: KafkaConfig['ssl']; sasl?: SASLOptions } = {};
+export function buildKafkaSecurity(config: Config['kafka'], deps: { readFile?: (path: string) => Buffer } = {}): KafkaSecurityOptions {
+  const out: KafkaSecurityOptions = {};
   const tls = config.tls;
   if (tls) {
     const m = readTlsMaterial(tls, KAFKA_TLS_VARS, deps.readFile);
-    const opts: ConnectionOptions = {
-      // Certificate chain and host name checks (kafkajs sets the SNI name for host names);
-      // KAFKA_TLS_INSECURE turns both off.
+    out.ssl = {
+      // Certificate chain and host name checks; KAFKA_TLS_INSECURE turns both off.
       rejectUnauthorized: !tls.insecure,
       ...(m.ca ? { ca: m.ca } : {}),
       ...(m.cert && m.key ? { cert: m.cert, key: m.key } : {}),
       ...(tls.keyPassphrase !== undefined ? { passphrase: tls.keyPassphrase } : {}),
     };
-    out.ssl = opts;
+    // SNI for brokers reached by name (SNI-routed proxies need it); Node refuses an IP as SNI.
+    if (config.brokers.every((b) => isIP(hostOf(b)) === 0)) out.tlsServerName = true;
   }
   const sasl = config.sasl;
-  if (sasl) out.sasl = { mechanism: sasl.mechanism, username: sasl.username, password: sasl.password } as SASLOptions;
+  if (sasl) out.sasl = { mechanism: SASL_MECHANISMS[sasl.mechanism], username: sasl.username, password: sasl.password };
   return out;
+}
+
+/** The host of a `host:port` / `[v6]:port` broker address. */
+function hostOf(broker: string): string {
+  const m = /^\[([^\]]+)\](?::\d+)?$/.exec(broker);
+  if (m) return m[1]!;
+  const i = broker.lastIndexOf(':');
+  return i > 0 && broker.indexOf(':') === i ? broker.slice(0, i) : broker;
 }
 
 /**
@@ -60,14 +79,3 @@ export function kafkaClosedHint(config: Pick<Config['kafka'], 'tls' | 'sasl'>): 
   return undefined;
 }
 
-export function isSaslFailure(err: unknown): boolean {
-  const seen = new Set<unknown>();
-  let e: unknown = err;
-  while (e && typeof e === 'object' && !seen.has(e)) {
-    seen.add(e);
-    const o = e as { name?: string; type?: string; cause?: unknown; originalError?: unknown };
-    if (o.name === 'KafkaJSSASLAuthenticationError' || o.type === 'SASL_AUTHENTICATION_FAILED' || o.type === 'UNSUPPORTED_SASL_MECHANISM' || o.type === 'ILLEGAL_SASL_STATE') return true;
-    e = o.originalError ?? o.cause;
-  }
-  return false;
-}

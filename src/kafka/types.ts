@@ -46,9 +46,22 @@ export type WriteErrorKind =
   | 'leader_unavailable'
   | 'topic_missing'
   | 'too_large'
+  /** The broker's record validation refused a record (null key on a compacted topic, timestamp out of range, corrupt). */
+  | 'invalid_record'
+  /** Fewer in-sync replicas than min.insync.replicas: an acks=all write cannot be acknowledged. */
+  | 'not_enough_replicas'
   | 'fatal_producer'
   /** SASL authentication failed, or an ACL refused the write. */
   | 'auth'
   /** TLS handshake failed (certificate not trusted, plain-text listener, client certificate refused). */
   | 'tls'
   | 'unknown';
+
+/** Makes the producer clients of the writers and the replayer; one per caller. */
+export interface KafkaClientFactory {
+  /** A producer client for one worker (or the replayer). */
+  create(name: string): KafkaProducerClient;
+  close(): Promise<void>;
+  /** A setting Kafka rejects (SASL credentials, TLS trust), until a connection succeeds again; /readyz reports it. */
+  securityProblem?(): string | undefined;
+}

@@ -3,7 +3,7 @@ import type { Config } from '../config/types.js';
 import { describeError } from '../errors.js';
 import type { Spool } from '../spool/types.js';
 import { workerFor } from './hash.js';
-import { classifyKafkaError } from './kafkajs-client.js';
+import { classifyKafkaError, refusedForGood } from './errors.js';
 import type { KafkaProducerClient, Pending, WriteErrorKind } from './types.js';
 
 /** What the writers report; implemented by src/observability. */
@@ -181,7 +181,7 @@ class Worker {
     } catch (err) {
       const kind = classifyKafkaError(err);
       this.deps.telemetry.writeError(kind, 'direct');
-      if (kind === 'too_large') return this.writeSplit(batch, err);
+      if (refusedForGood(kind)) return this.writeSplit(batch, err, kind);
       this.lastWriteOk = false;
       this.log.warn({ err: describeError(err), kind, records: batch.length + this.queued }, 'Kafka write failed; spooling this worker\'s records until replay succeeds');
       return batch;
@@ -194,11 +194,11 @@ class Worker {
     return [];
   }
 
-  /** Kafka refused the batch as too large: halve it until single records remain; those are rejected. */
-  private async writeSplit(batch: Pending[], err: unknown): Promise<Pending[]> {
+  /** Kafka refused the batch for good (too large, invalid): halve it until single records remain; those are rejected. */
+  private async writeSplit(batch: Pending[], err: unknown, kind: WriteErrorKind): Promise<Pending[]> {
     if (batch.length === 1) {
-      this.log.warn({ err: describeError(err), topic: batch[0]!.record.topic }, 'Kafka refused a record as too large');
-      this.deps.onRejected(batch, 'too_large');
+      this.log.warn({ err: describeError(err), kind, topic: batch[0]!.record.topic, messageId: batch[0]!.id }, 'Kafka refused a record for good; dead-lettering it');
+      this.deps.onRejected(batch, kind);
       return [];
     }
     const mid = batch.length >> 1;

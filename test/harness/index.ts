@@ -28,10 +28,16 @@ export {
 export { startMosquitto, type Mosquitto, type MosquittoOptions } from './mosquitto.js';
 export {
   startKafka,
+  startKafkaCluster,
   kafkaLibsDir,
+  KafkaNode,
   type Kafka,
+  type KafkaAccess,
+  type KafkaCluster,
+  type KafkaClusterOptions,
   type KafkaOptions,
   type ReadTopicOptions,
+  type TopicOptions,
 } from './kafka.js';
 export { kcatRead, parseKcatJson, type ReadRecord } from './kcat.js';
 export { startBridgeProcess, parseMetrics, type BridgeProcess, type BridgeProcessOptions } from './bridge.js';

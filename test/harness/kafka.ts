@@ -1,7 +1,7 @@
+import { Admin } from '@platformatic/kafka';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Kafka as KafkaJs, logLevel, type Admin } from 'kafkajs';
 import { kcatRead, type ReadRecord } from './kcat.js';
 import { freePorts } from './ports.js';
 import { ensureBrokersInstalled, findExecutable, makeTempDir, ManagedProcess, repoRoot, spawnLogged } from './process.js';
@@ -35,12 +35,35 @@ export interface ReadTopicOptions {
   timeoutMs?: number;
 }
 
+export interface TopicOptions {
+  /** Replication factor (default 1 on a single node, 3 on the cluster). */
+  replicationFactor?: number;
+  /** Topic-level configs, e.g. { 'min.insync.replicas': '2' }. */
+  configs?: Record<string, string>;
+}
+
+/** What a single broker and the cluster both offer tests. */
+export interface KafkaAccess {
+  /** Bootstrap list for clients: 'host:port[,host:port…]'. */
+  readonly bootstrap: string;
+  /** Creates a topic (no-op if it exists) and waits until every partition has a leader. */
+  createTopic(name: string, partitions?: number, opts?: TopicOptions): Promise<void>;
+  /**
+   * Reads the whole topic from the beginning with kcat, polling until `expected` records are seen
+   * or the timeout passes, then returns what was read (so a test's assertion shows the shortfall).
+   * Throws only if kcat itself still fails at the deadline (e.g. the topic does not exist).
+   */
+  readTopic(topic: string, opts?: ReadTopicOptions): Promise<ReadRecord[]>;
+  /** partition -> high watermark (the next offset to be written). */
+  endOffsets(topic: string): Promise<Record<number, number>>;
+  /** Runs `fn` with an admin client (@platformatic/kafka), closing it afterwards. */
+  withAdmin<T>(fn: (admin: Admin) => Promise<T>): Promise<T>;
+}
+
 /** A private single-node KRaft Kafka (broker+controller in one JVM) started by the harness. */
-export interface Kafka {
+export interface Kafka extends KafkaAccess {
   readonly port: number;
   readonly controllerPort: number;
-  /** '127.0.0.1:port' */
-  readonly bootstrap: string;
   /** PID of the current JVM (undefined while stopped). */
   readonly pid: number | undefined;
   readonly dataDir: string;
@@ -58,18 +81,6 @@ export interface Kafka {
   kill9(): Promise<void>;
   /** stop() then start(). */
   restart(): Promise<void>;
-  /** Creates a topic (no-op if it exists) and waits until every partition has a leader. */
-  createTopic(name: string, partitions?: number): Promise<void>;
-  /**
-   * Reads the whole topic from the beginning with kcat, polling until `expected` records are seen
-   * or the timeout passes, then returns what was read (so a test's assertion shows the shortfall).
-   * Throws only if kcat itself still fails at the deadline (e.g. the topic does not exist).
-   */
-  readTopic(topic: string, opts?: ReadTopicOptions): Promise<ReadRecord[]>;
-  /** partition -> high watermark (the next offset to be written), via the kafkajs admin. */
-  endOffsets(topic: string): Promise<Record<number, number>>;
-  /** Runs `fn` with a connected kafkajs admin, disconnecting afterwards. */
-  withAdmin<T>(fn: (admin: Admin) => Promise<T>): Promise<T>;
 }
 
 /** Directory holding the Kafka jars (see scripts/install-brokers.sh). */
@@ -77,26 +88,16 @@ export function kafkaLibsDir(): string {
   return process.env.KAFKA_LIBS_DIR ?? path.join(repoRoot, '.cache', `kafka-${KAFKA_VERSION}`, 'libs');
 }
 
-/**
- * Formats (first time only) and starts a single-node KRaft Kafka on 127.0.0.1, resolving once a
- * kafkajs admin can list topics. Installs the jars first if they are missing.
- */
-export async function startKafka(opts: KafkaOptions = {}): Promise<Kafka> {
+function ensureJars(): string {
   const libs = kafkaLibsDir();
   if (!fs.existsSync(path.join(libs, `kafka_2.13-${KAFKA_VERSION}.jar`))) ensureBrokersInstalled();
-  const [p1, p2] = await freePorts(2);
-  const port = opts.port ?? (p1 as number);
-  const controllerPort = opts.controllerPort ?? (p2 as number);
-  const logDir = opts.logDir ?? process.env.HARNESS_LOG_DIR ?? makeTempDir('kafka-');
-  fs.mkdirSync(logDir, { recursive: true });
-  const dataDir = opts.dataDir ?? makeTempDir('kafka-data-');
-  fs.mkdirSync(dataDir, { recursive: true });
+  return libs;
+}
 
-  const props: Record<string, string> = {
+/** Properties every node gets; `props` override them. */
+function baseProps(dataDir: string, port: number, controllerPort: number): Record<string, string> {
+  return {
     'process.roles': 'broker,controller',
-    'node.id': '1',
-    // Static voter set; do not combine with `StorageTool format --standalone`.
-    'controller.quorum.voters': `1@127.0.0.1:${controllerPort}`,
     listeners: `PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
     'advertised.listeners': `PLAINTEXT://127.0.0.1:${port}`,
     'controller.listener.names': 'CONTROLLER',
@@ -104,30 +105,110 @@ export async function startKafka(opts: KafkaOptions = {}): Promise<Kafka> {
     'inter.broker.listener.name': 'PLAINTEXT',
     'log.dirs': dataDir,
     'num.partitions': '1',
-    'offsets.topic.replication.factor': '1',
-    'transaction.state.log.replication.factor': '1',
-    'transaction.state.log.min.isr': '1',
     'group.initial.rebalance.delay.ms': '0',
     // Tests create their topics explicitly; a typo should fail, not auto-create.
     'auto.create.topics.enable': 'false',
-    ...opts.extraProps,
   };
-  const configFile = path.join(logDir, `server-${port}.properties`);
-  fs.writeFileSync(configFile, Object.entries(props).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
-  const logFile = path.join(logDir, `kafka-${port}.log`);
-
-  // Format only a fresh data dir: reformatting would wipe the cluster id and fail on restart.
-  if (!fs.existsSync(path.join(dataDir, 'meta.properties'))) {
-    await formatStorage(libs, configFile, logFile, opts.formatArgs ?? []);
-  }
-  const kafka = new KafkaBroker(libs, port, controllerPort, configFile, dataDir, logFile);
-  await kafka.start();
-  return kafka;
 }
 
-function javaArgs(libs: string, heap: boolean): string[] {
+/**
+ * Formats (first time only) and starts a single-node KRaft Kafka on 127.0.0.1, resolving once an
+ * admin client can list topics. Installs the jars first if they are missing.
+ */
+export async function startKafka(opts: KafkaOptions = {}): Promise<Kafka> {
+  const libs = ensureJars();
+  const [p1, p2] = await freePorts(2);
+  const port = opts.port ?? (p1 as number);
+  const controllerPort = opts.controllerPort ?? (p2 as number);
+  const logDir = opts.logDir ?? process.env.HARNESS_LOG_DIR ?? makeTempDir('kafka-');
+  const dataDir = opts.dataDir ?? makeTempDir('kafka-data-');
+  const node = new KafkaNode(libs, 1, port, controllerPort, dataDir, logDir, {
+    ...baseProps(dataDir, port, controllerPort),
+    'node.id': '1',
+    // Static voter set; do not combine with `StorageTool format --standalone`.
+    'controller.quorum.voters': `1@127.0.0.1:${controllerPort}`,
+    'offsets.topic.replication.factor': '1',
+    'transaction.state.log.replication.factor': '1',
+    'transaction.state.log.min.isr': '1',
+    ...opts.extraProps,
+  });
+  await node.format(newClusterId(), opts.formatArgs ?? []);
+  await node.start();
+  await node.waitServing(90_000);
+  return new SingleKafka(node);
+}
+
+export interface KafkaClusterOptions {
+  /** Nodes (each broker + controller in one JVM, all voters); default 3. */
+  nodes?: number;
+  /** Extra / overriding server.properties entries for every node. */
+  extraProps?: Record<string, string>;
+  logDir?: string;
+}
+
+/**
+ * A KRaft cluster of combined broker+controller nodes on 127.0.0.1: default replication factor
+ * 3 and min.insync.replicas 2, so acks=all writes survive one node down and fail (as they must)
+ * with two down. A node's failure is detected after broker.session.timeout.ms (6 s here).
+ */
+export interface KafkaCluster extends KafkaAccess {
+  readonly nodes: readonly KafkaNode[];
+  node(id: number): KafkaNode;
+  /** partition -> leader node id (-1: none), from a live node. */
+  leaders(topic: string): Promise<Map<number, number>>;
+  /** partition -> in-sync replica ids, from a live node. */
+  isr(topic: string): Promise<Map<number, number[]>>;
+  /** Waits until every partition of `topic` has a leader and `replicas` in-sync replicas. */
+  waitInSync(topic: string, replicas: number, timeoutMs?: number): Promise<void>;
+  /** Stops every node (SIGTERM). */
+  stop(): Promise<void>;
+}
+
+export async function startKafkaCluster(opts: KafkaClusterOptions = {}): Promise<KafkaCluster> {
+  const libs = ensureJars();
+  const n = opts.nodes ?? 3;
+  const ports = await freePorts(2 * n);
+  const logDir = opts.logDir ?? process.env.HARNESS_LOG_DIR ?? makeTempDir('kafka-cluster-');
+  const voters = Array.from({ length: n }, (_, i) => `${i + 1}@127.0.0.1:${ports[n + i]}`).join(',');
+  const nodes = Array.from({ length: n }, (_, i) => {
+    const port = ports[i]!;
+    const controllerPort = ports[n + i]!;
+    const dataDir = makeTempDir(`kafka-node${i + 1}-`);
+    return new KafkaNode(libs, i + 1, port, controllerPort, dataDir, logDir, {
+      ...baseProps(dataDir, port, controllerPort),
+      'node.id': String(i + 1),
+      'controller.quorum.voters': voters,
+      'default.replication.factor': String(Math.min(3, n)),
+      'min.insync.replicas': String(Math.min(2, n)),
+      'offsets.topic.replication.factor': String(Math.min(3, n)),
+      'transaction.state.log.replication.factor': String(Math.min(3, n)),
+      'transaction.state.log.min.isr': String(Math.min(2, n)),
+      'unclean.leader.election.enable': 'false',
+      // Detect a dead node in 6 s instead of 9 (Kafka's default); heartbeats every second.
+      'broker.session.timeout.ms': '6000',
+      'broker.heartbeat.interval.ms': '1000',
+      ...opts.extraProps,
+    }, '-Xmx384m');
+  });
+  const clusterId = newClusterId();
+  await Promise.all(nodes.map((node) => node.format(clusterId, [])));
+  // All at once: no node can serve before a quorum of controllers is up.
+  await Promise.all(nodes.map((node) => node.start()));
+  await Promise.all(nodes.map((node) => node.waitServing(120_000)));
+  return new Cluster(nodes);
+}
+
+function newClusterId(): string {
+  // A KRaft cluster id is a base64url UUID (22 chars); avoid a leading '-' that the CLI parser
+  // would take for an option.
+  let id = randomBytes(16).toString('base64url');
+  while (id.startsWith('-')) id = randomBytes(16).toString('base64url');
+  return id;
+}
+
+function javaArgs(libs: string, heap: string | undefined): string[] {
   return [
-    ...(heap ? ['-Xmx512m', '-Xms256m'] : ['-Xmx256m']),
+    ...(heap ? [heap, '-Xms128m'] : ['-Xmx256m']),
     // One GC thread and quick startup: the machine has 2 cores shared with node and mosquitto.
     '-XX:+UseSerialGC',
     '-XX:-UsePerfData',
@@ -139,35 +220,40 @@ function javaArgs(libs: string, heap: boolean): string[] {
   ];
 }
 
-async function formatStorage(libs: string, configFile: string, logFile: string, extraArgs: readonly string[]): Promise<void> {
-  // A KRaft cluster id is a base64url UUID (22 chars); avoid a leading '-' that the CLI parser
-  // would take for an option.
-  let clusterId = randomBytes(16).toString('base64url');
-  while (clusterId.startsWith('-')) clusterId = randomBytes(16).toString('base64url');
-  const proc = spawnLogged(
-    'java',
-    [...javaArgs(libs, false), 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', configFile, ...extraArgs],
-    { logFile, name: 'kafka-storage-format' },
-  );
-  const exit = await proc.waitExit(120_000);
-  if (exit.code !== 0) {
-    throw new Error(`kafka StorageTool format failed (${JSON.stringify(exit)}):\n${proc.logTail()}`);
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A short-lived admin client per call: it survives broker restarts without stale connections. */
+async function withAdminAt<T>(bootstrap: readonly string[], fn: (admin: Admin) => Promise<T>): Promise<T> {
+  const admin = new Admin({ clientId: 'test-harness', bootstrapBrokers: [...bootstrap], connectTimeout: 2000, requestTimeout: 5000, timeout: 5000, retries: 1, retryDelay: 200 });
+  try {
+    return await fn(admin);
+  } finally {
+    await admin.close().catch(() => undefined);
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-class KafkaBroker implements Kafka {
+/** One Kafka JVM (broker + controller). */
+export class KafkaNode {
   private proc: ManagedProcess | undefined;
+  readonly configFile: string;
+  readonly logFile: string;
 
   constructor(
     private readonly libs: string,
+    readonly id: number,
     readonly port: number,
     readonly controllerPort: number,
-    private readonly configFile: string,
     readonly dataDir: string,
-    readonly logFile: string,
-  ) {}
+    logDir: string,
+    props: Record<string, string>,
+    private readonly heap = '-Xmx512m',
+  ) {
+    fs.mkdirSync(logDir, { recursive: true });
+    fs.mkdirSync(dataDir, { recursive: true });
+    this.configFile = path.join(logDir, `server-${port}.properties`);
+    fs.writeFileSync(this.configFile, Object.entries(props).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
+    this.logFile = path.join(logDir, `kafka-${port}.log`);
+  }
 
   get bootstrap(): string {
     return `127.0.0.1:${this.port}`;
@@ -181,88 +267,112 @@ class KafkaBroker implements Kafka {
     return this.proc?.running ?? false;
   }
 
-  async start(): Promise<void> {
-    if (this.running) return;
-    const proc = spawnLogged('java', [...javaArgs(this.libs, true), 'kafka.Kafka', this.configFile], {
+  /** Formats a fresh data dir (a formatted one is kept: reformatting would wipe the cluster id). */
+  async format(clusterId: string, extraArgs: readonly string[]): Promise<void> {
+    if (fs.existsSync(path.join(this.dataDir, 'meta.properties'))) return;
+    const proc = spawnLogged('java', [...javaArgs(this.libs, undefined), 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', this.configFile, ...extraArgs], {
       logFile: this.logFile,
-      name: `kafka:${this.port}`,
+      name: 'kafka-storage-format',
     });
-    this.proc = proc;
-    // The port opens before the broker can serve metadata, so wait for a real admin round trip.
-    const deadline = Date.now() + 90_000;
-    let lastError: unknown;
-    while (Date.now() < deadline) {
-      if (!proc.running) {
-        throw new Error(`kafka exited during startup (pid ${proc.pid}):\n${proc.logTail()}`);
-      }
-      try {
-        await this.withAdmin((admin) => admin.listTopics());
-        return;
-      } catch (err) {
-        lastError = err;
-        await sleep(250);
-      }
-    }
-    await proc.stop('SIGKILL');
-    throw new Error(`kafka did not become ready in 90 s: ${String(lastError)}\n${proc.logTail()}`);
+    const exit = await proc.waitExit(120_000);
+    if (exit.code !== 0) throw new Error(`kafka StorageTool format failed (${JSON.stringify(exit)}):\n${proc.logTail()}`);
   }
 
+  /** Starts the JVM (no-op if running); does not wait for it to serve. */
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.proc = spawnLogged('java', [...javaArgs(this.libs, this.heap), 'kafka.Kafka', this.configFile], { logFile: this.logFile, name: `kafka:${this.port}` });
+  }
+
+  /**
+   * Waits until this node answers metadata requests and is a registered, unfenced broker in the
+   * cluster it reports (the port opens well before that).
+   */
+  async waitServing(timeoutMs = 90_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let lastError: unknown;
+    while (Date.now() < deadline) {
+      if (!this.proc?.running) throw new Error(`kafka node ${this.id} exited during startup:\n${this.proc?.logTail() ?? ''}`);
+      try {
+        const md = await withAdminAt([this.bootstrap], (admin) => admin.metadata({ topics: [], forceUpdate: true }));
+        if (md.brokers.has(this.id)) return;
+        lastError = new Error(`node ${this.id} not yet registered (brokers ${[...md.brokers.keys()].join(',')})`);
+      } catch (err) {
+        lastError = err;
+      }
+      await sleep(250);
+    }
+    await this.proc?.stop('SIGKILL');
+    throw new Error(`kafka node ${this.id} did not serve in ${timeoutMs} ms: ${String(lastError)}\n${this.proc?.logTail() ?? ''}`);
+  }
+
+  /** SIGTERM (controlled shutdown: leadership moves away first) and wait; SIGKILL after 30 s. */
   async stop(): Promise<void> {
     await this.proc?.stop('SIGTERM', 30_000);
   }
 
+  /** SIGKILL: a crash, no controlled shutdown. */
   async kill9(): Promise<void> {
     await this.proc?.kill9();
   }
+}
 
-  async restart(): Promise<void> {
-    await this.stop();
-    await this.start();
+abstract class Access implements KafkaAccess {
+  abstract get bootstrapList(): string[];
+
+  get bootstrap(): string {
+    return this.bootstrapList.join(',');
   }
 
-  async withAdmin<T>(fn: (admin: Admin) => Promise<T>): Promise<T> {
-    // A short-lived client per call: it survives broker restarts without stale connections,
-    // and the retry loops live in the callers, so kafkajs' own retries are kept short.
-    const client = new KafkaJs({
-      clientId: 'test-harness',
-      brokers: [this.bootstrap],
-      logLevel: logLevel.NOTHING,
-      connectionTimeout: 2000,
-      retry: { retries: 2, initialRetryTime: 100, maxRetryTime: 500 },
+  withAdmin<T>(fn: (admin: Admin) => Promise<T>): Promise<T> {
+    return withAdminAt(this.bootstrapList, fn);
+  }
+
+  async createTopic(name: string, partitions = 1, opts: TopicOptions = {}): Promise<void> {
+    await this.withAdmin(async (admin) => {
+      const existing = await admin.listTopics();
+      if (!existing.includes(name)) {
+        await admin.createTopics({
+          topics: [name],
+          partitions,
+          replicas: opts.replicationFactor ?? this.defaultReplicas(),
+          configs: Object.entries(opts.configs ?? {}).map(([k, v]) => ({ name: k, value: v })),
+        });
+      }
     });
-    const admin = client.admin();
-    await admin.connect();
-    try {
-      return await fn(admin);
-    } finally {
-      await admin.disconnect().catch(() => undefined);
+    // Check explicitly so a test never produces into a partition that is still leaderless.
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        const leaders = await this.partitionLeaders(name);
+        if (leaders.size === partitions && [...leaders.values()].every((l) => l >= 0)) return;
+      } catch {
+        // UNKNOWN_TOPIC_OR_PARTITION while metadata propagates: retry
+      }
+      if (Date.now() > deadline) throw new Error(`topic ${name} has no leader after 30 s`);
+      await sleep(100);
     }
   }
 
-  async createTopic(name: string, partitions = 1): Promise<void> {
-    await this.withAdmin(async (admin) => {
-      await admin.createTopics({ topics: [{ topic: name, numPartitions: partitions }], waitForLeaders: true });
-      // waitForLeaders relies on kafkajs' metadata retries; check explicitly so a test never
-      // produces into a partition that is still leaderless.
-      const deadline = Date.now() + 30_000;
-      for (;;) {
-        try {
-          const md = await admin.fetchTopicMetadata({ topics: [name] });
-          const parts = md.topics[0]?.partitions ?? [];
-          if (parts.length === partitions && parts.every((p) => p.leader >= 0)) return;
-        } catch {
-          // UNKNOWN_TOPIC_OR_PARTITION while metadata propagates: retry
-        }
-        if (Date.now() > deadline) throw new Error(`topic ${name} has no leader after 30 s`);
-        await sleep(100);
-      }
-    });
+  protected defaultReplicas(): number {
+    return 1;
+  }
+
+  protected async partitionLeaders(topic: string): Promise<Map<number, number>> {
+    const md = await this.withAdmin((admin) => admin.metadata({ topics: [topic], forceUpdate: true }));
+    const t = md.topics.get(topic);
+    const out = new Map<number, number>();
+    t?.partitions.forEach((p, i) => out.set(i, p.leader));
+    return out;
   }
 
   async endOffsets(topic: string): Promise<Record<number, number>> {
-    const offsets = await this.withAdmin((admin) => admin.fetchTopicOffsets(topic));
+    const leaders = await this.partitionLeaders(topic);
+    const listed = await this.withAdmin((admin) =>
+      admin.listOffsets({ topics: [{ name: topic, partitions: [...leaders.keys()].map((p) => ({ partitionIndex: p, timestamp: -1n })) }] }),
+    );
     const out: Record<number, number> = {};
-    for (const o of offsets) out[o.partition] = Number(o.high);
+    for (const t of listed) for (const p of t.partitions) out[p.partitionIndex] = Number(p.offset);
     return out;
   }
 
@@ -280,11 +390,112 @@ class KafkaBroker implements Kafka {
       try {
         records = await kcatRead(kcat, this.bootstrap, topic, remaining);
       } catch (err) {
-        // e.g. topic metadata not there yet, or the broker restarting: retry until the deadline
+        // e.g. topic metadata not there yet, or a broker restarting: retry until the deadline
         if (Date.now() >= deadline) throw err;
       }
       if (opts.expected === undefined || records.length >= opts.expected || Date.now() >= deadline) return records;
       await sleep(250);
     }
+  }
+}
+
+class SingleKafka extends Access implements Kafka {
+  constructor(private readonly node: KafkaNode) {
+    super();
+  }
+  get bootstrapList(): string[] {
+    return [this.node.bootstrap];
+  }
+  get port(): number {
+    return this.node.port;
+  }
+  get controllerPort(): number {
+    return this.node.controllerPort;
+  }
+  get pid(): number | undefined {
+    return this.node.pid;
+  }
+  get dataDir(): string {
+    return this.node.dataDir;
+  }
+  get logFile(): string {
+    return this.node.logFile;
+  }
+  get running(): boolean {
+    return this.node.running;
+  }
+  async start(): Promise<void> {
+    if (this.node.running) return;
+    await this.node.start();
+    await this.node.waitServing(90_000);
+  }
+  stop(): Promise<void> {
+    return this.node.stop();
+  }
+  kill9(): Promise<void> {
+    return this.node.kill9();
+  }
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+}
+
+class Cluster extends Access implements KafkaCluster {
+  constructor(readonly nodes: readonly KafkaNode[]) {
+    super();
+  }
+
+  /** Every node's address: clients find the live ones. */
+  get bootstrapList(): string[] {
+    return this.nodes.map((n) => n.bootstrap);
+  }
+
+  node(id: number): KafkaNode {
+    const n = this.nodes.find((x) => x.id === id);
+    if (!n) throw new Error(`no node ${id}`);
+    return n;
+  }
+
+  protected override defaultReplicas(): number {
+    return Math.min(3, this.nodes.length);
+  }
+
+  /** Admin through the running nodes only, so a dead node's connect timeout does not slow every call. */
+  override withAdmin<T>(fn: (admin: Admin) => Promise<T>): Promise<T> {
+    const live = this.nodes.filter((n) => n.running).map((n) => n.bootstrap);
+    return withAdminAt(live.length > 0 ? live : this.bootstrapList, fn);
+  }
+
+  leaders(topic: string): Promise<Map<number, number>> {
+    return this.partitionLeaders(topic);
+  }
+
+  async isr(topic: string): Promise<Map<number, number[]>> {
+    const md = await this.withAdmin((admin) => admin.metadata({ topics: [topic], forceUpdate: true }));
+    const out = new Map<number, number[]>();
+    md.topics.get(topic)?.partitions.forEach((p, i) => out.set(i, [...p.isr]));
+    return out;
+  }
+
+  async waitInSync(topic: string, replicas: number, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = '';
+    for (;;) {
+      try {
+        const md = await this.withAdmin((admin) => admin.metadata({ topics: [topic], forceUpdate: true }));
+        const parts = md.topics.get(topic)?.partitions ?? [];
+        if (parts.length > 0 && parts.every((p) => p.leader >= 0 && p.isr.length >= replicas)) return;
+        last = parts.map((p, i) => `${i}:${p.leader}/[${p.isr.join(',')}]`).join(' ');
+      } catch (err) {
+        last = String(err);
+      }
+      if (Date.now() > deadline) throw new Error(`${topic}: not ${replicas} in sync after ${timeoutMs} ms (${last})`);
+      await sleep(250);
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.stop()));
   }
 }

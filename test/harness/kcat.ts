@@ -17,8 +17,8 @@ export interface ReadRecord {
 /** One `kcat -C ... -e -J` pass over the topic: all records from the beginning to the current end. */
 export function kcatRead(kcat: string, bootstrap: string, topic: string, timeoutMs: number): Promise<ReadRecord[]> {
   // -C consume, -o beginning, -e exit at end of every partition, -J one JSON envelope per line,
-  // -q no informational stderr. librdkafka is an independent client: it does not share our
-  // (kafkajs) bugs.
+  // -q no informational stderr. librdkafka is an independent client: it does not share the
+  // bridge's Kafka client's bugs.
   const args = ['-C', '-b', bootstrap, '-t', topic, '-o', 'beginning', '-e', '-J', '-q', '-X', 'log_level=3'];
   return new Promise((resolve, reject) => {
     // latin1: kcat -J writes bytes >= 0x80 unescaped, so reading its output as latin1 keeps every

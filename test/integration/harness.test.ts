@@ -1,7 +1,9 @@
 // Proves the real-broker harness works end to end: mosquitto QoS1 round trip, Kafka topic
-// creation, kafkajs produce -> kcat read-back, and Kafka data surviving a stop/start.
-import { Kafka as KafkaJs, logLevel } from 'kafkajs';
+// creation, the bridge's Kafka client producing -> kcat read-back, and Kafka data surviving a
+// stop/start.
 import mqtt from 'mqtt';
+import pino from 'pino';
+import { createKafkaFactory } from '../../src/kafka/platformatic-client.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { livePids, startKafka, startMosquitto, stopAll, type Kafka, type Mosquitto } from '../harness/index.js';
 
@@ -58,19 +60,18 @@ describe('real-broker harness', () => {
     }
   });
 
-  it('kafka: produce with kafkajs, read back with kcat, survive stop/start', async () => {
+  it('kafka: produce with the bridge\'s client, read back with kcat, survive stop/start', async () => {
     await kafka.createTopic('harness-topic', 1);
-    const client = new KafkaJs({ clientId: 'harness-test', brokers: [kafka.bootstrap], logLevel: logLevel.NOTHING });
-    const producer = client.producer();
-    await producer.connect();
+    const factory = createKafkaFactory(
+      { brokers: [kafka.bootstrap], clientId: 'harness-test', workers: 1, autoCreateTopics: false, batchMaxMessages: 100, batchMaxBytes: 100_000, writeTimeoutMs: 10_000, connectTimeoutMs: 5000, compression: 'none' },
+      { logger: pino({ level: 'silent' }) },
+    );
     try {
-      await producer.send({
-        topic: 'harness-topic',
-        acks: -1,
-        messages: [1, 2, 3].map((i) => ({ key: `k${i}`, value: `v${i}`, headers: { 'x-seq': String(i), 'x-src': 'test' } })),
-      });
+      await factory
+        .create('harness')
+        .send([1, 2, 3].map((i) => ({ topic: 'harness-topic', key: `k${i}`, value: Buffer.from(`v${i}`), headers: { 'x-seq': String(i), 'x-src': 'test' }, timestampMs: Date.now() })));
     } finally {
-      await producer.disconnect();
+      await factory.close();
     }
 
     const check = (records: Awaited<ReturnType<Kafka['readTopic']>>): void => {

@@ -9,9 +9,8 @@ import { recordBytes } from '../../src/bridge/records.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { fnv1a } from '../../src/kafka/hash.js';
-import type { KafkaClientFactory } from '../../src/kafka/kafkajs-client.js';
 import type { Replayer } from '../../src/kafka/replayer.js';
-import type { KafkaProducerClient, OutRecord } from '../../src/kafka/types.js';
+import type { KafkaClientFactory, KafkaProducerClient, OutRecord } from '../../src/kafka/types.js';
 import type { InboundMessage, MqttSource, MqttState } from '../../src/mqtt/types.js';
 import { Telemetry } from '../../src/observability/telemetry.js';
 import { openSqliteSpool } from '../../src/spool/sqlite-spool.js';
@@ -41,7 +40,6 @@ class FakeFactory implements KafkaClientFactory {
     this.clients.set(name, c);
     return c;
   }
-  async probe(): Promise<void> {}
   async close(): Promise<void> {
     this.world.events.push('kafka.close');
   }

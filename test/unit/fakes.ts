@@ -1,6 +1,7 @@
 // Test doubles and helpers shared by the unit suites that drive a Kafka producer client
 // (writer-pool, replayer, bridge). Not a test file itself: vitest only collects *.test.ts.
 
+import { MultipleErrors, NetworkError, ResponseError } from '@platformatic/kafka';
 import type { Config } from '../../src/config/types.js';
 import type { KafkaProducerClient, OutRecord } from '../../src/kafka/types.js';
 import type { Telemetry } from '../../src/observability/telemetry.js';
@@ -11,10 +12,10 @@ import type { StateStore } from '../../src/spool/types.js';
 /** What one send() does: succeed, fail with this error, or hang until the test releases it. */
 export type Step = 'ok' | 'hang' | Error;
 
+// The Kafka client's own error classes, shaped as a failed send() reports them.
 export const connectionError = (): Error =>
-  Object.assign(new Error('Connection error: connect ECONNREFUSED 127.0.0.1:9092'), { name: 'KafkaJSConnectionError' });
-export const tooLarge = (): Error =>
-  Object.assign(new Error('The request included a message larger than the max message size the server will accept'), { name: 'KafkaJSProtocolError', type: 'MESSAGE_TOO_LARGE' });
+  new MultipleErrors('produce failed 4 times.', [new NetworkError('Connection to 127.0.0.1:9092 failed.', { cause: Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9092'), { code: 'ECONNREFUSED' }) })]);
+export const tooLarge = (): Error => new MultipleErrors('Producing messages failed.', [new ResponseError(0, 11, { '/responses/0/partitionResponses/0': [10, null] }, {})]);
 
 export interface Hung {
   readonly records: OutRecord[];

@@ -5,7 +5,8 @@ import { Writable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import { ConfigError, describeError } from '../../src/errors.js';
-import { classifyKafkaError } from '../../src/kafka/kafkajs-client.js';
+import { AuthenticationError, MultipleErrors, NetworkError, ResponseError } from '@platformatic/kafka';
+import { classifyKafkaError } from '../../src/kafka/errors.js';
 import { buildKafkaSecurity, explainKafkaSecurityError } from '../../src/kafka/security.js';
 import { buildMqttClientOptions, explainMqttError } from '../../src/mqtt/tls.js';
 import { createLogger, redactUrl } from '../../src/observability/logger.js';
@@ -223,8 +224,10 @@ describe('builders', () => {
     expect(buildKafkaSecurity(loadConfig(base).kafka)).toEqual({});
   });
 
-  it('Kafka: KAFKA_TLS=true alone', () => {
-    expect(buildKafkaSecurity(loadConfig({ ...base, KAFKA_TLS: 'true' }).kafka)).toEqual({ ssl: { rejectUnauthorized: true } });
+  it('Kafka: KAFKA_TLS=true alone (SNI for host names only)', () => {
+    expect(buildKafkaSecurity(loadConfig({ ...base, KAFKA_TLS: 'true' }).kafka)).toEqual({ ssl: { rejectUnauthorized: true }, tlsServerName: true });
+    expect(buildKafkaSecurity(loadConfig({ ...base, KAFKA_BROKER: undefined, KAFKA_BROKERS: 'kafka-0.kafka:9093,10.0.0.8:9093', KAFKA_TLS: 'true' }).kafka)).toEqual({ ssl: { rejectUnauthorized: true } });
+    expect(buildKafkaSecurity(loadConfig({ ...base, KAFKA_BROKER: '10.0.0.7', KAFKA_TLS: 'true' }).kafka)).toEqual({ ssl: { rejectUnauthorized: true } });
   });
 
   it('Kafka: TLS with CA and client certificate, SASL SCRAM-SHA-512', () => {
@@ -239,7 +242,7 @@ describe('builders', () => {
       KAFKA_SASL_PASSWORD: 'kafka-SASL-s3cret',
     });
     const k = buildKafkaSecurity(c.kafka);
-    expect(k.sasl).toEqual({ mechanism: 'scram-sha-512', username: 'alice', password: 'kafka-SASL-s3cret' });
+    expect(k.sasl).toEqual({ mechanism: 'SCRAM-SHA-512', username: 'alice', password: 'kafka-SASL-s3cret' });
     const ssl = k.ssl as Record<string, unknown>;
     expect(ssl.rejectUnauthorized).toBe(true);
     expect(String(ssl.ca)).toContain('BEGIN CERTIFICATE');
@@ -250,12 +253,14 @@ describe('builders', () => {
 
   it('Kafka: SASL PLAIN without TLS, and insecure TLS', () => {
     const plain = loadConfig({ ...base, KAFKA_SASL_MECHANISM: 'plain', KAFKA_SASL_USERNAME: 'u', KAFKA_SASL_PASSWORD: 'kafka-SASL-s3cret' });
-    expect(buildKafkaSecurity(plain.kafka)).toEqual({ sasl: { mechanism: 'plain', username: 'u', password: 'kafka-SASL-s3cret' } });
-    expect(buildKafkaSecurity(loadConfig({ ...base, KAFKA_TLS: 'true', KAFKA_TLS_INSECURE: 'true' }).kafka)).toEqual({ ssl: { rejectUnauthorized: false } });
+    expect(buildKafkaSecurity(plain.kafka)).toEqual({ sasl: { mechanism: 'PLAIN', username: 'u', password: 'kafka-SASL-s3cret' } });
+    const sha256 = loadConfig({ ...base, KAFKA_SASL_MECHANISM: 'scram-sha-256', KAFKA_SASL_USERNAME: 'u', KAFKA_SASL_PASSWORD: 'p' });
+    expect(buildKafkaSecurity(sha256.kafka).sasl?.mechanism).toBe('SCRAM-SHA-256');
+    expect(buildKafkaSecurity(loadConfig({ ...base, KAFKA_TLS: 'true', KAFKA_TLS_INSECURE: 'true' }).kafka)).toEqual({ ssl: { rejectUnauthorized: false }, tlsServerName: true });
   });
 });
 
-/** Errors shaped like the ones MQTT.js, Node's tls and kafkajs produce (seen against mosquitto 2.0 and Kafka 4). */
+/** Errors shaped like the ones MQTT.js and Node's tls produce (seen against mosquitto 2.0). */
 function error(name: string, message: string, props: Record<string, unknown> = {}): Error {
   const e = new Error(message);
   e.name = name;
@@ -300,24 +305,52 @@ describe('connection errors are explained', () => {
     expect(explainMqttError(error('Error', 'Unexpected server response: 404'), { beforeConnack: true, tls: false, websocket: true }).message).toMatch(/^MQTT WebSocket handshake failed: Unexpected server response: 404 \(check the path/);
   });
 
-  it('Kafka: SASL failure and TLS failures, through kafkajs wrappers', () => {
-    const sasl = error('KafkaJSSASLAuthenticationError', 'SASL SCRAM SHA512 authentication failed: Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512');
+  // The Kafka client's own error classes, nested the way a failed send() or connection reports them.
+  it('Kafka: SASL failure and TLS failures, through the client\'s wrappers', () => {
     const cfg = { sasl: { mechanism: 'scram-sha-512' as const, username: 'alice', password: 'kafka-SASL-s3cret' }, tls: { insecure: false } };
+    const sasl = new MultipleErrors('metadata failed 1 times.', [
+      new NetworkError('Connection to 127.0.0.1:9094 failed.', { cause: new ResponseError(36, 2, { '': [58, 'Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512'] }, {}) }),
+    ]);
     expect(explainKafkaSecurityError(sasl, cfg)).toBe('Kafka authentication failed (SASL scram-sha-512): check KAFKA_SASL_USERNAME/PASSWORD and KAFKA_SASL_MECHANISM');
-    expect(classifyKafkaError(error('KafkaJSNonRetriableError', 'x', { originalError: sasl }))).toBe('auth');
-    expect(classifyKafkaError(error('KafkaJSProtocolError', 'Not authorized to access topics', { type: 'TOPIC_AUTHORIZATION_FAILED' }))).toBe('auth');
+    expect(classifyKafkaError(sasl)).toBe('auth');
+    expect(classifyKafkaError(new MultipleErrors('Producing messages failed.', [new ResponseError(0, 11, { '/responses/0': [29, null] }, {})]))).toBe('auth');
 
-    const tls = error('KafkaJSNumberOfRetriesExceeded', 'Connection error: unable to verify the first certificate', {
-      originalError: error('KafkaJSConnectionError', 'Connection error: unable to verify the first certificate', { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' }),
-    });
+    const verify = Object.assign(new Error('unable to verify the first certificate; if the root CA is installed locally, try running Node.js with --use-system-ca'), { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' });
+    const tls = new MultipleErrors('produce failed 4 times.', [new NetworkError('Connection to 127.0.0.1:9093 failed.', { cause: verify })]);
     expect(explainKafkaSecurityError(tls, cfg)).toBe('Kafka TLS handshake failed: unable to verify the first certificate (check KAFKA_TLS_CA: it must be the CA that signed the broker certificates)');
     expect(classifyKafkaError(tls)).toBe('tls');
-    const toPlain = error('KafkaJSConnectionError', 'Connection error: Client network socket disconnected before secure TLS connection was established', { code: 'ECONNRESET' });
+    const toPlain = new NetworkError('Connection to 127.0.0.1:9092 failed.', {
+      cause: Object.assign(new Error('Client network socket disconnected before secure TLS connection was established'), { code: 'ECONNRESET' }),
+    });
     expect(explainKafkaSecurityError(toPlain, cfg)).toMatch(/^Kafka TLS handshake failed: the server closed the connection during the TLS handshake \(the listener does not speak TLS/);
 
-    const closed = error('KafkaJSConnectionClosedError', 'Closed connection');
+    // Plain text to a SASL_SSL listener: the client reports the dropped connection as a failed SASL exchange.
+    const droppedDuringSasl = new MultipleErrors('initProducerId failed 4 times.', [new AuthenticationError('SASL authentication failed.', { cause: new NetworkError('Connection closed') })]);
+    expect(explainKafkaSecurityError(droppedDuringSasl, cfg)).toBeUndefined();
+    expect(classifyKafkaError(droppedDuringSasl)).toBe('connection');
+    expect(classifyKafkaError(new AuthenticationError('Invalid server signature.'))).toBe('auth');
+
+    const closed = new NetworkError('Connection closed', { cause: Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }) });
     expect(explainKafkaSecurityError(closed, cfg)).toBeUndefined();
     expect(classifyKafkaError(closed)).toBe('connection');
+  });
+
+  it('Kafka: write failures map to bounded kinds; the most telling error of an aggregate wins', () => {
+    const partitions = (...codes: number[]) =>
+      new MultipleErrors('Producing messages failed.', [new ResponseError(0, 11, Object.fromEntries(codes.map((c, i) => [`/responses/0/partitionResponses/${i}`, [c, null]])), {})]);
+    expect(classifyKafkaError(partitions(10))).toBe('too_large');
+    expect(classifyKafkaError(partitions(18))).toBe('too_large');
+    expect(classifyKafkaError(partitions(87))).toBe('invalid_record');
+    expect(classifyKafkaError(partitions(32))).toBe('invalid_record');
+    expect(classifyKafkaError(partitions(19))).toBe('not_enough_replicas');
+    expect(classifyKafkaError(partitions(20))).toBe('not_enough_replicas');
+    expect(classifyKafkaError(partitions(6))).toBe('leader_unavailable');
+    expect(classifyKafkaError(partitions(3))).toBe('topic_missing');
+    expect(classifyKafkaError(partitions(45, 59))).toBe('fatal_producer');
+    expect(classifyKafkaError(partitions(6, 10))).toBe('too_large'); // one record refused for good decides
+    expect(classifyKafkaError(new NetworkError('Request timed out', { canRetry: true }))).toBe('timeout');
+    expect(classifyKafkaError(Object.assign(new Error('produce timed out after 10000 ms'), { name: 'TimeoutError' }))).toBe('timeout');
+    expect(classifyKafkaError(new Error('something else'))).toBe('unknown');
   });
 });
 
@@ -353,7 +386,7 @@ describe('secrets stay out of logs', () => {
     log.info({ mqtt: config.mqtt }, 'mqtt part');
     log.info({ tls: config.kafka.tls, sasl: config.kafka.sasl }, 'kafka parts');
     log.info({ clientOptions: buildMqttClientOptions(config.mqtt) }, 'mqtt options');
-    log.info(buildKafkaSecurity(config.kafka), 'kafkajs options');
+    log.info(buildKafkaSecurity(config.kafka), 'kafka client options');
     const out = lines.join('');
     expect(lines).toHaveLength(5);
     for (const s of SECRETS) expect(out).not.toContain(s);

@@ -1,3 +1,4 @@
+import { MultipleErrors, ResponseError, TimeoutError } from '@platformatic/kafka';
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Config } from '../../src/config/types.js';
@@ -226,7 +227,7 @@ describe('writer pool: failure switches a worker to the spool', () => {
     expect(await metric(h.telemetry, 'write_path_workers', { path: 'direct' })).toBe(0);
 
     const t = harness({ workers: 1 });
-    t.client(0).mode = Object.assign(new Error('Request timed out'), { name: 'KafkaJSRequestTimeoutError' });
+    t.client(0).mode = new MultipleErrors('produce failed 4 times.', [new TimeoutError('Request timed out', { canRetry: true })]);
     t.pool.submit(entry('a'));
     await tick();
     expect(await metric(t.telemetry, 'write_errors_total', { kind: 'timeout' })).toBe(1);
@@ -436,7 +437,7 @@ describe('writer pool: telemetry', () => {
 
     c.mode = 'hang';
     h.pool.submit(entry('k'));
-    c.release(Object.assign(new Error('There is no leader for this topic-partition'), { name: 'KafkaJSProtocolError', type: 'LEADER_NOT_AVAILABLE' }));
+    c.release(new MultipleErrors('Producing messages failed.', [new ResponseError(0, 11, { '/responses/0/partitionResponses/0': [5, null] }, {})]));
     await tick();
     expect(await metric(h.telemetry, 'write_errors_total', { kind: 'leader_unavailable', path: 'direct' })).toBe(1);
     expect(await metric(h.telemetry, 'records_written_total', { path: 'direct' })).toBe(3);

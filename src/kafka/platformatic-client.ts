@@ -1,0 +1,217 @@
+import { compatibilityPartitioner, ProduceAcks, Producer, type MessageToProduce } from '@platformatic/kafka';
+import type { Logger } from 'pino';
+import type { Config } from '../config/types.js';
+import { BridgeError, describeError, errorChain } from '../errors.js';
+import { explainKafkaSecurityError, kafkaClosedHint, type KafkaSecurityOptions } from './security.js';
+import type { KafkaClientFactory, KafkaProducerClient, OutRecord } from './types.js';
+
+/**
+ * The Kafka side, on @platformatic/kafka, behind the writer's own interface (src/kafka/types.ts).
+ *
+ * Why this client: against a 3-broker cluster with its leader SIGKILLed, kafkajs 2.2.4 resolved
+ * send() for records Kafka never had (its issue #1303: a retry skips partitions that moved to a
+ * broker which had already answered) and its producers then hung; @platformatic/kafka lost none
+ * in the same test, and costs about a third less CPU per record. test/integration/kafka-cluster
+ * keeps proving it.
+ *
+ * What the writer relies on, and where it is kept:
+ *  - idempotent producer, acks=all, one request in flight per connection (the client forces
+ *    maxInflights=1 and acks=-1 when idempotent); one client per worker, so one produce request
+ *    per worker and broker at a time, and a key's records go out in order;
+ *  - the Java client's partitioner (murmur2 & 0x7fffffff), so a key lands on the same partition
+ *    as with kafkajs, Kafka Connect or any Java producer: upgrading the bridge keeps per-key order;
+ *  - a failed or timed-out send() throws and keeps nothing: the caller (writer, replayer) owns the
+ *    records and spools them. The producer is then closed — which also cancels any retry still
+ *    running inside it, so a late retry cannot write old records behind newer ones — and a fresh
+ *    one (new producer id, new sequences) serves the next send. That is also the recovery for
+ *    fatal idempotence errors (OUT_OF_ORDER_SEQUENCE_NUMBER, UNKNOWN_PRODUCER_ID);
+ *  - the whole send is bounded by KAFKA_WRITE_TIMEOUT_MS; each request inside it by half of it,
+ *    so a broker that hangs instead of refusing is retried once on fresh metadata before the
+ *    batch is handed back;
+ *  - topic auto-creation off unless KAFKA_AUTO_CREATE_TOPICS.
+ */
+export interface KafkaClientOptions {
+  readonly logger: Logger;
+  /** TLS and SASL options (src/kafka/security.ts). */
+  readonly security?: KafkaSecurityOptions;
+}
+
+/** Retries inside one send (on fresh metadata: a partition whose leader moved is re-sent to the new leader). */
+const RETRIES = 3;
+const RETRY_DELAY_MS = 250;
+
+export function createKafkaFactory(config: Config['kafka'], opts: KafkaClientOptions): KafkaClientFactory {
+  const log = opts.logger.child({ component: 'kafka' });
+  const reporter = new ProblemReporter(log, config);
+  const clients = new Set<PlatformaticProducerClient>();
+  return {
+    securityProblem: () => reporter.problem,
+    create(name: string) {
+      const c = new PlatformaticProducerClient(config, opts.security ?? {}, log.child({ producer: name }), reporter, () => clients.delete(c));
+      clients.add(c);
+      return c;
+    },
+    async close() {
+      await Promise.all([...clients].map((c) => c.close()));
+    },
+  };
+}
+
+type Message = MessageToProduce<Buffer, Buffer, Buffer, Buffer>;
+
+class PlatformaticProducerClient implements KafkaProducerClient {
+  private producer: Producer<Buffer, Buffer, Buffer, Buffer> | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly config: Config['kafka'],
+    private readonly security: KafkaSecurityOptions,
+    private readonly log: Logger,
+    private readonly reporter: ProblemReporter,
+    private readonly onClose: () => void,
+  ) {}
+
+  private ready(): Producer<Buffer, Buffer, Buffer, Buffer> {
+    if (this.producer) return this.producer;
+    const requestTimeoutMs = Math.max(500, Math.floor(this.config.writeTimeoutMs / 2));
+    const p = new Producer<Buffer, Buffer, Buffer, Buffer>({
+      clientId: this.config.clientId,
+      bootstrapBrokers: [...this.config.brokers],
+      connectTimeout: this.config.connectTimeoutMs,
+      requestTimeout: requestTimeoutMs,
+      // The produce request's own timeout: how long the leader waits for the in-sync replicas.
+      timeout: requestTimeoutMs,
+      retries: RETRIES,
+      retryDelay: RETRY_DELAY_MS,
+      idempotent: true,
+      acks: ProduceAcks.ALL,
+      maxInflights: 1,
+      compression: this.config.compression,
+      autocreateTopics: this.config.autoCreateTopics,
+      partitioner: compatibilityPartitioner,
+      ...this.security,
+    });
+    // The client reports connection problems as events too; send() and probe() report them once.
+    p.on('error', (err: unknown) => this.log.debug({ err: describeError(err) }, 'Kafka client error event'));
+    this.producer = p;
+    return p;
+  }
+
+  async send(records: readonly OutRecord[]): Promise<void> {
+    if (this.closed) throw new BridgeError('BRIDGE_ERR_CLOSED', 'producer client closed');
+    const messages: Message[] = new Array(records.length);
+    for (let i = 0; i < records.length; i++) messages[i] = toMessage(records[i]!);
+    const p = this.ready();
+    try {
+      await withTimeout(p.send({ messages }), this.config.writeTimeoutMs, 'produce');
+      this.reporter.ok();
+    } catch (err) {
+      this.reporter.failed(err, 'send');
+      // Whatever happened, this producer's sequence state is suspect, and it may still be retrying
+      // the batch we are handing back: close it (that cancels its retries) and start afresh.
+      await this.recreate();
+      throw err;
+    }
+  }
+
+  async probe(): Promise<void> {
+    if (this.closed) throw new BridgeError('BRIDGE_ERR_CLOSED', 'producer client closed');
+    const p = this.ready();
+    try {
+      // A metadata round trip on a fresh connection: Kafka answers, and TLS/SASL are accepted.
+      await withTimeout(p.metadata({ topics: [], forceUpdate: true }), this.config.connectTimeoutMs, 'metadata');
+      this.reporter.ok();
+    } catch (err) {
+      this.reporter.failed(err, 'connect');
+      await this.recreate();
+      throw new BridgeError('BRIDGE_ERR_KAFKA_CONNECT', `Kafka did not answer: ${describeError(err)}`, { cause: err });
+    }
+  }
+
+  async recreate(): Promise<void> {
+    const p = this.producer;
+    this.producer = undefined;
+    if (p) await withTimeout(p.close(true), 2000, 'close').catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.recreate();
+    this.onClose();
+  }
+}
+
+function toMessage(r: OutRecord): Message {
+  const headers = new Map<Buffer, Buffer>();
+  for (const k in r.headers) headers.set(Buffer.from(k), Buffer.from(r.headers[k]!));
+  return {
+    topic: r.topic,
+    key: r.key === null ? undefined : Buffer.from(r.key),
+    value: r.value,
+    headers,
+    timestamp: BigInt(r.timestampMs),
+  };
+}
+
+/**
+ * Logs a Kafka failure that is a setting (SASL, TLS) once per distinct message, not once per
+ * retry, and keeps it for /readyz until a connection succeeds. A connection the broker closes
+ * while connecting gets a hint (plain text to a TLS listener, no SASL on a SASL listener).
+ */
+class ProblemReporter {
+  problem: string | undefined;
+  private logged: string | undefined;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly config: Config['kafka'],
+  ) {}
+
+  failed(err: unknown, phase: 'connect' | 'send'): void {
+    const problem = explainKafkaSecurityError(err, this.config);
+    if (problem) {
+      this.problem = problem;
+      this.once(problem, 'error', err);
+      return;
+    }
+    const hint = kafkaClosedHint(this.config);
+    if (phase === 'connect' && hint && closedWhileConnecting(err)) {
+      this.once(`Kafka closed the connection while connecting (${hint})`, 'warn', err);
+    }
+  }
+
+  ok(): void {
+    if (this.problem) this.log.info({ resolved: this.problem }, 'Kafka accepts the connection again');
+    this.problem = undefined;
+    this.logged = undefined;
+  }
+
+  private once(message: string, level: 'error' | 'warn', err: unknown): void {
+    if (this.logged === message) return;
+    this.logged = message;
+    this.log[level]({ err: describeError(err), brokers: this.config.brokers }, message);
+  }
+}
+
+/** The broker hung up during the handshake: the usual sign of plain text on a TLS or SASL listener. */
+function closedWhileConnecting(err: unknown): boolean {
+  for (const e of errorChain(err)) {
+    const m = typeof e.message === 'string' ? e.message : '';
+    if (e.code === 'ECONNRESET' || /connection closed|socket hang up|closed the connection/i.test(m)) return true;
+  }
+  return false;
+}
+
+class TimeoutError extends Error {
+  override readonly name = 'TimeoutError';
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError(`${what} timed out after ${ms} ms`)), ms);
+  });
+  // The loser of the race must not become an unhandled rejection.
+  p.catch(() => undefined);
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
