@@ -55,6 +55,7 @@ const PROBER = `
   process.stdin.on('data', () => (run = false)).resume();
   // Warm-up, not recorded: the first fetch sets up this process's HTTP client and connection.
   for (let i = 0; i < 3; i++) for (const path of ['/healthz', '/readyz']) await (await fetch(base + path)).arrayBuffer();
+  process.stdout.write('ready\\n');
   while (run) {
     for (const path of ['/healthz', '/readyz']) {
       const t0 = performance.now();
@@ -64,7 +65,7 @@ const PROBER = `
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  process.stdout.write(JSON.stringify(probes));
+  process.stdout.write(JSON.stringify(probes) + '\\n');
 `;
 
 describe('operations', () => {
@@ -74,7 +75,12 @@ describe('operations', () => {
     // event loop, which the publisher keeps busy, rather than the bridge.
     const prober = spawn(process.execPath, ['--input-type=module', '-e', PROBER, `http://127.0.0.1:${b.httpPort}`], { stdio: ['pipe', 'pipe', 'inherit'] });
     let out = '';
-    prober.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    // Load starts only once the prober is probing (a process starting on two busy cores can take seconds).
+    const proberReady = new Promise<void>((resolve, reject) => {
+      prober.stdout.on('data', (d: Buffer) => ((out += d.toString()), out.startsWith('ready\n') && resolve()));
+      prober.once('exit', (code) => reject(new Error(`prober exited (${code}) before it was ready`)));
+    });
+    await proberReady;
     const scrapes: number[] = [];
     const published = await publishBadges({
       url: mosq.url,
@@ -89,7 +95,7 @@ describe('operations', () => {
     });
     prober.stdin.end('stop\n');
     await new Promise((r) => prober.on('exit', r));
-    const probes = JSON.parse(out) as { ms: number; status: number; path: string }[];
+    const probes = JSON.parse(out.slice('ready\n'.length)) as { ms: number; status: number; path: string }[];
     await b.waitFor('all written', async () => (await b.metric('mqtt_kafka_unacked_messages')) === 0 && (await b.metric('mqtt_kafka_records_written_total')) >= published);
 
     // Scrapes during the run saw the counter grow.
