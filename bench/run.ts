@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: starts its own Mosquitto and Kafka on loopback and measures (DESIGN §7):
  *  1. raw Mosquitto QoS 1 pub→sub throughput (MQTT.js publisher and subscriber, same run);
- *  2. bridge end-to-end QoS 1 throughput (publish → acknowledged by Kafka) and its ratio to 1;
+ *  2. bridge end-to-end QoS 1 throughput (publish → acknowledged by Kafka) and its ratio to 1,
+ *     and the bridge's CPU time (user + system) per 100,000 messages in that run;
  *  3. publish→Kafka latency p50/p99 at a fixed rate (Kafka LogAppendTime minus publish time);
  *  4. spool ingest rate with Kafka down (durable: committed to the spool);
  *  5. replay rate and time to drain the spool after Kafka returns;
@@ -94,6 +95,15 @@ function rssSampler(pid: number) {
   };
 }
 
+/** CPU seconds (user + system) the process has used so far, from /proc/<pid>/stat. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces, hence the last ')'): utime and stime are fields 14 and 15.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const CLK_TCK = 100;
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+}
+
 async function waitMetric(b: BridgeProcess, name: string, pred: (v: number) => boolean, timeoutMs = 600_000, labels?: Record<string, string>): Promise<number> {
   const end = Date.now() + timeoutMs;
   for (;;) {
@@ -114,12 +124,9 @@ async function main(): Promise<void> {
   const [mosq, kafka] = await Promise.all([startMosquitto({ logDir: dir }), startKafka({ logDir: dir })]);
   const results: Record<string, number | string> = {};
   try {
-    await kafka.withAdmin((admin) =>
-      admin.createTopics({
-        topics: ['bench', 'bench-latency', 'bench-spool'].map((topic) => ({ topic, numPartitions: 4, configEntries: [{ name: 'message.timestamp.type', value: 'LogAppendTime' }] })),
-        waitForLeaders: true,
-      }),
-    );
+    for (const topic of ['bench', 'bench-latency', 'bench-spool']) {
+      await kafka.createTopic(topic, 4, { configs: { 'message.timestamp.type': 'LogAppendTime' } });
+    }
 
     log(`raw Mosquitto QoS 1 pub→sub, ${N} messages`);
     results.raw_mosquitto_qos1_msg_s = Math.round(await rawMosquitto(mosq.url, N));
@@ -140,10 +147,14 @@ async function main(): Promise<void> {
     const b1 = await startBridgeProcess({ env: env('bench', 'bench-e2e', path.join(dir, 'e2e', 'spool.db')), logDir: path.join(dir, 'e2e') });
     const rss1 = rssSampler(b1.proc.pid);
     log(`bridge end to end, ${N} messages`);
+    const cpu0 = cpuSeconds(b1.proc.pid);
     const t0 = Date.now();
     await publish(mosq.url, N);
     const t1 = await waitMetric(b1, 'mqtt_kafka_records_written_total', (v) => v >= N);
+    const cpu = cpuSeconds(b1.proc.pid) - cpu0;
     results.e2e_qos1_msg_s = Math.round((N * 1000) / (t1 - t0));
+    results.bridge_cpu_s_per_100k = Number(((cpu * 100_000) / N).toFixed(2));
+    results.bridge_cpu_us_per_msg = Number(((cpu * 1e6) / N).toFixed(1));
     results.e2e_to_raw_ratio = Number((results.e2e_qos1_msg_s / (results.raw_mosquitto_qos1_msg_s as number)).toFixed(3));
 
     log(`latency at ${LAT_RATE} msg/s for ${LAT_SECONDS} s`);
@@ -210,6 +221,7 @@ function printTable(r: Record<string, number | string>): void {
     ['raw Mosquitto QoS 1 pub→sub', `${r.raw_mosquitto_qos1_msg_s} msg/s`],
     ['bridge end-to-end QoS 1 (publish → Kafka ack)', `${r.e2e_qos1_msg_s} msg/s`],
     ['  ratio end-to-end / raw', `${r.e2e_to_raw_ratio}`],
+    ['bridge CPU (user + system) per 100,000 messages', `${r.bridge_cpu_s_per_100k} s (${r.bridge_cpu_us_per_msg} µs/message)`],
     [`latency publish→Kafka at ${r.latency_rate_msg_s} msg/s p50 / p99 / max`, `${r.latency_p50_ms} / ${r.latency_p99_ms} / ${r.latency_max_ms} ms`],
     ['spool ingest, Kafka down (durable)', `${r.spool_ingest_msg_s} msg/s`],
     [`replay after Kafka returns (${r.spool_records} records)`, `${r.replay_records_s} records/s, drained in ${r.drain_seconds} s`],
