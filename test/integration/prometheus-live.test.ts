@@ -234,11 +234,13 @@ describe('alerts evaluated by a real Prometheus during a Kafka outage', () => {
     const firing = points(alerts, { alertstate: 'firing' });
     expect(pending.length, 'pending samples').toBeGreaterThan(0);
     expect(firing.length, 'firing samples').toBeGreaterThan(0);
-    // Not before the outage; pending first, for the rule's (scaled) `for:`, then firing.
+    // Not before the outage; pending first, for the rule's (scaled) `for:`, then firing. (Only the
+    // first episode is compared: a scrape missed on a loaded machine may reset and restart it.)
     expect(Math.min(...pending)).toBeGreaterThanOrEqual(Math.floor(run.kafkaStoppedS));
-    expect(Math.max(...pending)).toBeLessThan(Math.min(...firing));
+    const firstFiring = Math.min(...firing);
     const forS = durationMs(rules.find((r) => r.alert === KAFKA_DOWN)!.for!) / 1000;
-    expect(Math.min(...firing) - Math.min(...pending)).toBeGreaterThanOrEqual(forS - INTERVAL_S);
+    expect(pending.filter((t) => t < firstFiring).length, 'pending evaluations before it fired').toBeGreaterThan(0);
+    expect(firstFiring - Math.min(...pending)).toBeGreaterThanOrEqual(forS - INTERVAL_S);
     // Resolved: no sample after Kafka came back and the spool drained, none at the end.
     expect(Math.max(...firing)).toBeLessThan(run.resolvedS);
     expect(await prom.query(`ALERTS{alertname="${KAFKA_DOWN}"}`, run.endS)).toEqual([]);
