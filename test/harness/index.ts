@@ -42,3 +42,15 @@ export {
 export { kcatRead, parseKcatJson, type ReadRecord } from './kcat.js';
 export { startBridgeProcess, parseMetrics, type BridgeProcess, type BridgeProcessOptions } from './bridge.js';
 export { publishBadges, checkBadges, badgeId, type BadgeCheck, type BadgeRunOptions } from './badges.js';
+export {
+  startPrometheus,
+  ensurePrometheusInstalled,
+  promtoolPath,
+  PrometheusApiError,
+  type Prometheus,
+  type PrometheusOptions,
+  type InstantSample,
+  type RangeSeries,
+  type ActiveAlert,
+  type RuleState,
+} from './prometheus.js';
