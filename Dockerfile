@@ -25,11 +25,13 @@ RUN npm run build \
 
 # --- runtime ---------------------------------------------------------------------------------
 FROM node:${NODE_VERSION}-bookworm-slim AS runtime
-# The heap cap (as `npm start` uses): the live heap under full load is ~30 MB, and without a cap V8
-# lets garbage grow the heap several times over before collecting. In NODE_OPTIONS rather than on
-# the command line so that it can be overridden (a command-line flag would win over NODE_OPTIONS).
+# The heap sizes (as `npm start` uses): the old generation capped at 160 MB (without a cap V8 lets
+# garbage grow the heap several times over before collecting), and a 16 MB young generation
+# semi-space: a Kafka batch's encoding buffers live for one produce request, and a young generation
+# sized from the small cap promotes them, which doubled the CPU per message in garbage collection.
+# In NODE_OPTIONS rather than on the command line so that it can be overridden.
 ENV NODE_ENV=production \
-    NODE_OPTIONS=--max-old-space-size=160 \
+    NODE_OPTIONS="--max-old-space-size=160 --max-semi-space-size=16" \
     SPOOL_PATH=/var/lib/mqtt-kafka-spool/spool.db
 # A fixed, non-root uid/gid (the Helm chart's securityContext uses the same numbers). The spool
 # directory is created here, owned by that user, so a fresh named volume starts writable.

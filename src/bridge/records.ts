@@ -40,7 +40,8 @@ export function standardHeaders(msg: InboundMessage): Record<string, string> {
 /** Bytes Kafka will count for this record (value, key, headers), without batch overhead. */
 export function recordBytes(r: Pick<OutRecord, 'key' | 'value' | 'headers'>): number {
   let n = r.value.length + (r.key === null ? 0 : Buffer.byteLength(r.key));
-  for (const [k, v] of Object.entries(r.headers)) n += k.length + Buffer.byteLength(v);
+  const h = r.headers;
+  for (const k in h) n += k.length + Buffer.byteLength(h[k]!);
   return n + 64;
 }
 

@@ -143,15 +143,49 @@ class PlatformaticProducerClient implements KafkaProducerClient {
 
 function toMessage(r: OutRecord): Message {
   const headers = new Map<Buffer, Buffer>();
-  for (const k in r.headers) headers.set(Buffer.from(k), Buffer.from(r.headers[k]!));
+  for (const k in r.headers) {
+    const v = r.headers[k]!;
+    headers.set(buffers.get(k), UNIQUE_HEADERS.has(k) ? Buffer.from(v) : buffers.get(v));
+  }
   return {
     topic: r.topic,
-    key: r.key === null ? undefined : Buffer.from(r.key),
+    key: r.key === null ? undefined : buffers.get(r.key),
     value: r.value,
     headers,
     timestamp: BigInt(r.timestampMs),
   };
 }
+
+/** Headers whose values differ for every record: not worth caching. */
+const UNIQUE_HEADERS = new Set(['mqtt.message_id', 'mqtt.received_at']);
+
+/**
+ * UTF-8 buffers of strings that repeat from record to record (header names, MQTT topics, keys,
+ * flags), so encoding a batch does not allocate them again for every record: the client copies
+ * them into the request and never writes to them. Two generations of `max` entries each: a
+ * string used in the current or the last generation stays cached, the rest ages out, so memory
+ * is bounded whatever the cardinality of topics.
+ */
+class BufferCache {
+  private current = new Map<string, Buffer>();
+  private previous = new Map<string, Buffer>();
+
+  constructor(private readonly max: number) {}
+
+  get(s: string): Buffer {
+    let b = this.current.get(s);
+    if (b !== undefined) return b;
+    b = this.previous.get(s) ?? Buffer.from(s);
+    if (this.current.size >= this.max) {
+      this.previous = this.current;
+      this.current = new Map();
+    }
+    this.current.set(s, b);
+    return b;
+  }
+}
+
+const buffers = new BufferCache(10_000);
 
 /**
  * Logs a Kafka failure that is a setting (SASL, TLS) once per distinct message, not once per

@@ -38,9 +38,10 @@ export async function startBridgeProcess(opts: BridgeProcessOptions): Promise<Br
   };
   const logFile = path.join(logDir, 'bridge.log');
   // BRIDGE_DIST=1 runs the compiled build (what the image ships; `npm run build` first), else the sources through tsx.
-  // The same V8 heap cap as `npm start` and the image (see README "Memory").
+  // The same V8 heap sizes as `npm start` and the image (see README "Memory").
   const heap = `--max-old-space-size=${process.env.BRIDGE_MAX_OLD_SPACE_MB ?? '160'}`;
-  const args = process.env.BRIDGE_DIST === '1' ? [heap, path.join(repoRoot, 'dist', 'cli.js')] : [heap, '--import', 'tsx', path.join(repoRoot, 'src', 'cli.ts')];
+  const semi = [`--max-semi-space-size=${process.env.BRIDGE_SEMI_SPACE_MB ?? '16'}`];
+  const args = process.env.BRIDGE_DIST === '1' ? [heap, ...semi, path.join(repoRoot, 'dist', 'cli.js')] : [heap, ...semi, '--import', 'tsx', path.join(repoRoot, 'src', 'cli.ts')];
   const proc = ManagedProcess.spawn(process.execPath, args, {
     name: 'bridge',
     logFile,
