@@ -59,6 +59,8 @@ export class Bridge implements HealthState {
       onDroppedRows: (rows, reason) => telemetry.droppedRecords(reason, rows),
       onWriteError: (err) => telemetry.spoolWriteError(describeError(err)),
     });
+    // Before the source exists, so before the first message: stateful transforms (Sparkplug) keep their state in the spool database.
+    parts.transform.attach?.({ state: this.spool.state, telemetry });
     this.pool = new WriterPool(
       config.kafka,
       {

@@ -1,4 +1,6 @@
 import type { InboundMessage } from '../mqtt/types.js';
+import type { SparkplugTelemetry } from '../sparkplug/types.js';
+import type { StateStore } from '../spool/types.js';
 
 /** Why a message went to the dead-letter topic. Bounded set: used as a metric label. */
 export type DeadLetterReason =
@@ -10,6 +12,7 @@ export type DeadLetterReason =
   | 'bad_topic'
   | 'bad_key'
   | 'empty_payload'
+  | 'invalid_sparkplug'
   | 'unmatched'
   | 'rejected_by_kafka';
 
@@ -31,9 +34,26 @@ export type TransformResult =
   | { readonly kind: 'dead'; readonly route: string; readonly reason: DeadLetterReason; readonly detail: string }
   | { readonly kind: 'skip'; readonly route: string; readonly reason: SkipReason };
 
-/** Maps MQTT messages to Kafka records. Must not throw for any input. */
+/** What a stateful transform gets from the bridge once the spool is open. */
+export interface TransformDeps {
+  /** Durable key-value state in the spool database (Sparkplug BIRTH certificates). */
+  readonly state: StateStore;
+  /** Counts and logs what Sparkplug decoding finds (unresolved aliases, seq errors). */
+  readonly telemetry: SparkplugTelemetry;
+}
+
+/**
+ * Maps MQTT messages to Kafka records. Must not throw for any input. `apply` is called in
+ * receive order, one message at a time; a transform may keep state across calls (Sparkplug
+ * BIRTH certificates), so the order is part of the contract.
+ */
 export interface Transform {
   apply(msg: InboundMessage): TransformResult;
   /** MQTT subscriptions this transform needs (used when MQTT_TOPIC is not set). */
   readonly subscriptions: readonly string[];
+  /**
+   * Called once by the bridge after the spool opened and before the first apply(), for
+   * transforms that keep durable state. Until then such a transform keeps its state in memory.
+   */
+  attach?(deps: TransformDeps): void;
 }

@@ -6,6 +6,8 @@ import type { MqttTelemetry } from '../mqtt/source.js';
 import type { MqttState } from '../mqtt/types.js';
 import type { ReplayTelemetry } from '../kafka/replayer.js';
 import type { WriterTelemetry } from '../kafka/writer-pool.js';
+import type { SeqAnomaly, SparkplugTelemetry } from '../sparkplug/index.js';
+import type { MessageType } from '../sparkplug/topic.js';
 import type { DropReason, SpoolStats } from '../spool/types.js';
 
 /** Values read at scrape time instead of being pushed per message. */
@@ -28,7 +30,7 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
  * names, reasons, kinds, paths — never an MQTT topic or a device id. README.md lists every
  * metric; test/unit/metrics-docs.test.ts keeps the two in step.
  */
-export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetry {
+export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetry, SparkplugTelemetry {
   readonly registry = new Registry();
   private probe: StateProbe | undefined;
   private readonly log: Logger;
@@ -51,6 +53,13 @@ export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetr
   private readonly replayRuns = this.counter('spool_replay_runs_total', 'Replay runs, by result (drained, partial, failed, idle).', ['result']);
   private readonly spoolWriteErrors = this.counter('spool_write_errors_total', 'Spool transactions that failed and were retried (disk full, I/O).');
   private readonly writePath = this.gauge('write_path_workers', 'Writer workers on each path (direct or spooling).', ['path']);
+  private readonly spMessages = this.counter('sparkplug_messages_total', 'Sparkplug B messages decoded, by group and message type.', ['group', 'type']);
+  private readonly spUnresolved = this.counter('sparkplug_unresolved_total', 'Sparkplug messages delivered with metric aliases no BIRTH names (header sparkplug.unresolved), by group.', ['group']);
+  private readonly spSeq = this.counter('sparkplug_seq_errors_total', 'Sparkplug seq gaps, out-of-order and invalid seqs (header sparkplug.seq_error), by group and kind.', ['group', 'kind']);
+  private readonly spBdSeq = this.counter('sparkplug_bdseq_mismatches_total', "NDEATHs whose bdSeq is not their NBIRTH's (a stale Will; the node's BIRTH is kept), by group.", ['group']);
+  private readonly spState = this.counter('sparkplug_state_errors_total', 'Failed reads and writes of Sparkplug BIRTH state in the spool database, by operation.', ['op']);
+  /** Sparkplug group ids come from MQTT topics: only the first 100 become label values. */
+  private readonly groups = new BoundedLabel(100);
 
   constructor(logger: Logger, opts: { defaultMetrics?: boolean } = {}) {
     this.log = logger.child({ component: 'telemetry' });
@@ -170,6 +179,37 @@ export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetr
     if (items.length > 20) this.log.debug({ reason, records: items.slice(20) }, 'records dropped (rest)');
   }
 
+  // --- Sparkplug ---
+  sparkplugMessage(group: string, type: MessageType): void {
+    this.spMessages.inc({ group: this.groups.of(group), type });
+  }
+  sparkplugUnresolved(group: string, ctx: Parameters<SparkplugTelemetry['sparkplugUnresolved']>[1]): void {
+    this.spUnresolved.inc({ group: this.groups.of(group) });
+    if (ctx.first) {
+      this.log.warn(
+        { group, edgeNode: ctx.edgeNode, device: ctx.device, type: ctx.type, metrics: ctx.metrics, aliases: ctx.aliases },
+        'Sparkplug metric aliases without a BIRTH: delivered with the alias only (header sparkplug.unresolved); not logged again for this node/device until its next BIRTH',
+      );
+    }
+  }
+  sparkplugSeq(group: string, kind: SeqAnomaly, ctx: Parameters<SparkplugTelemetry['sparkplugSeq']>[2]): void {
+    this.spSeq.inc({ group: this.groups.of(group), kind });
+    if (ctx.first) {
+      this.log.warn(
+        { group, edgeNode: ctx.edgeNode, type: ctx.type, kind, expected: ctx.expected, got: ctx.got },
+        'Sparkplug seq error (header sparkplug.seq_error); further ones of this edge node are counted, not logged, until its next NBIRTH',
+      );
+    }
+  }
+  sparkplugBdSeqMismatch(group: string, ctx: Parameters<SparkplugTelemetry['sparkplugBdSeqMismatch']>[1]): void {
+    this.spBdSeq.inc({ group: this.groups.of(group) });
+    this.log.warn({ group, edgeNode: ctx.edgeNode, birthBdSeq: ctx.birth, deathBdSeq: ctx.death }, "NDEATH bdSeq does not match the NBIRTH's: a stale Will; the node's BIRTH is kept");
+  }
+  sparkplugStateError(op: string, err: string): void {
+    this.spState.inc({ op });
+    this.log.error({ op, err }, 'Sparkplug BIRTH state could not be read or written in the spool database; names still resolve in this process, after a restart they may not (check free disk space)');
+  }
+
   async metrics(): Promise<string> {
     return this.registry.metrics();
   }
@@ -182,6 +222,18 @@ export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetr
   }
   private histogram(name: string, help: string, labelNames: string[] = []): Histogram {
     return new Histogram({ name: PREFIX + name, help, labelNames, buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  }
+}
+
+/** Label values from the network, bounded: the first `max` distinct short values pass, the rest are "_other". */
+class BoundedLabel {
+  private readonly seen = new Set<string>();
+  constructor(private readonly max: number) {}
+  of(v: string): string {
+    if (this.seen.has(v)) return v;
+    if (this.seen.size >= this.max || v.length > 64 || v === '_other') return '_other';
+    this.seen.add(v);
+    return v;
   }
 }
 

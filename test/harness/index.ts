@@ -54,3 +54,4 @@ export {
   type ActiveAlert,
   type RuleState,
 } from './prometheus.js';
+export { EdgeNode, DataType, encodePayload, metric, packArray, valueField, type EdgeNodeOptions, type PbObject, type SimMetric } from './sparkplug.js';

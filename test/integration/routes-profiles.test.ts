@@ -5,6 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { uuidFrom } from '../../src/bridge/routes/values.js';
 import {
   badgeId,
+  DataType,
+  encodePayload,
+  metric,
   checkBadges,
   makeTempDir,
   publishBadges,
@@ -305,7 +308,7 @@ describe('unified-namespace.yaml', () => {
     };
     const deviceSpace = { timestamp: '2024-06-20T18:04:05.000Z', value: 3, credentials: 'x' };
     const status = '{"timestamp": "2024-06-20T18:04:05Z",  "state": "running", "credentials": "kept: not a device-level topic"}';
-    const sparkplug = Buffer.from([0x08, 0xc4, 0xe1, 0xb5, 0xb2, 0x96, 0x32, 0x12, 0x0b, 0x0a, 0x03, 0x52, 0x50, 0x4d, 0x18, 0x0a, 0x20, 0x09, 0x50, 0xff, 0x01]);
+    const sparkplug = encodePayload({ timestamp: '1718906645060', seq: '3', metrics: [metric({ name: 'RPM', timestamp: 10, datatype: DataType.Float }, 1450.5)] });
     await publishAll([
       { topic: 'ent1/plant1/area1/line1/press7', payload: JSON.stringify(device) },
       { topic: 'ent1/plant 2/area1/line1/press7', payload: JSON.stringify(deviceSpace) },
@@ -336,11 +339,16 @@ describe('unified-namespace.yaml', () => {
     expect(st!.headers.timestamp).toBe('2024-06-20T18:04:05Z');
     expect(st!.headers['uns.site']).toBeUndefined();
 
-    // Sparkplug B (protobuf) byte for byte, no timestamp header (raw route).
-    const [spb] = await readTopicBytes('spBv1.0_grp1_NDATA_edge1', 1);
-    expect(spb!.bytes).toEqual(sparkplug);
-    expect(spb!.key).toBe('spBv1.0/grp1/NDATA/edge1');
+    // Sparkplug B (protobuf) decoded into a JSON record, keyed group/edge_node; no timestamp header.
+    const [spb] = await kafka.readTopic('spBv1.0_grp1_NDATA_edge1', { expected: 1 });
+    expect(spb!.key).toBe('grp1/edge1');
+    expectStandardHeaders(spb!, 'spBv1.0/grp1/NDATA/edge1');
+    expect(spb!.headers).toMatchObject({ 'sparkplug.message_type': 'NDATA', 'sparkplug.group': 'grp1', 'sparkplug.edge_node': 'edge1' });
     expect(spb!.headers.timestamp).toBeUndefined();
+    expect(JSON.parse(spb!.value!)).toEqual({
+      group: 'grp1', message_type: 'NDATA', edge_node: 'edge1', device: null, timestamp: 1718906645060, seq: 3,
+      metrics: [{ name: 'RPM', alias: null, timestamp: 10, datatype: DataType.Float, type: 'Float', is_null: false, value: 1450.5 }],
+    });
 
     const [dead] = await kafka.readTopic('uns-dead-letter', { expected: 1 });
     expect(dead!.headers['dlq.reason']).toBe('missing_field');

@@ -5,6 +5,8 @@ import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Bridge } from '../../src/bridge/bridge.js';
 import { createDefaultMapping } from '../../src/bridge/mapping.js';
+import { compileRoutes } from '../../src/bridge/routes/index.js';
+import type { Transform } from '../../src/bridge/types.js';
 import { recordBytes } from '../../src/bridge/records.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
@@ -16,6 +18,7 @@ import { Telemetry } from '../../src/observability/telemetry.js';
 import { openSqliteSpool } from '../../src/spool/sqlite-spool.js';
 import type { Spool } from '../../src/spool/types.js';
 import { connectionError, FakeClient, metric, tooLarge } from './fakes.js';
+import { DataType, encodePayload, metric as spMetric } from '../harness/sparkplug.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -118,7 +121,7 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-function harness(env: Record<string, string> = {}) {
+function harness(env: Record<string, string> = {}, transform?: Transform) {
   const dir = mkdtempSync(join(tmpdir(), 'bridge-test-'));
   dirs.push(dir);
   const config: Config = loadConfig(
@@ -146,7 +149,7 @@ function harness(env: Record<string, string> = {}) {
     config,
     logger,
     telemetry,
-    transform: createDefaultMapping({
+    transform: transform ?? createDefaultMapping({
       topic: config.mapping.topic,
       separator: config.mapping.separator,
       format: config.mapping.format,
@@ -385,6 +388,25 @@ describe('bridge: record format', () => {
     h.receive('a/b', '1', { qos: 0 });
     await until(() => h.world.delivered.length === 1, 'the record');
     expect(h.world.delivered[0]).toMatchObject({ topic: 'all-events', key: 'a/b', headers: { 'mqtt.qos': '0', 'mqtt.retain': 'false', 'mqtt.dup': 'false' } });
+  });
+});
+
+describe('bridge: Sparkplug state', () => {
+  it('hands the spool\'s state store to the transform: a BIRTH is on disk before its record is sent, and later DATA resolves from it', async () => {
+    const routes = compileRoutes({ routes: [{ name: 'spb', match: 'spBv1.0/#', topic: 'sparkplug', format: 'sparkplug' }] }, 'inline', { separator: '_', maxMessageBytes: 1_000_000 });
+    const h = harness({}, routes);
+    await h.bridge.start();
+    const onDisk: (string | undefined)[] = [];
+    for (const c of [...h.factory.workers()]) c.onSend = () => onDisk.push(h.spool().state.get('sparkplug/g/e1'));
+    h.receive('spBv1.0/g/NBIRTH/e1', encodePayload({ seq: '0', metrics: [spMetric({ name: 'bdSeq', datatype: DataType.Int64 }, 0), spMetric({ name: 'speed', alias: 7, datatype: DataType.Float }, 1.5)] }));
+    h.receive('spBv1.0/g/NDATA/e1', encodePayload({ seq: '1', metrics: [{ alias: '7', float_value: 2.5 }] }));
+    await until(() => h.source().settled.length === 2, 'both settled');
+    expect(onDisk.length).toBeGreaterThan(0);
+    expect(onDisk.every((v) => v !== undefined && JSON.parse(v).kind === 'NBIRTH')).toBe(true);
+    const data = sentRecords(h.factory).find((r) => r.headers['sparkplug.message_type'] === 'NDATA')!;
+    expect(data.key).toBe('g/e1');
+    expect(JSON.parse(data.value.toString()).metrics).toMatchObject([{ name: 'speed', alias: 7, value: 2.5 }]);
+    expect(await metric(h.telemetry, 'sparkplug_messages_total', { group: 'g' })).toBe(2);
   });
 });
 

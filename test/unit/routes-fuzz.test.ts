@@ -6,6 +6,10 @@ import { isLegalKafkaTopic } from '../../src/bridge/mapping.js';
 import { compileRoutes, loadRoutesFile, type RoutesTransform } from '../../src/bridge/routes/index.js';
 import type { TransformResult } from '../../src/bridge/types.js';
 import type { InboundMessage } from '../../src/mqtt/types.js';
+import { inexactIntegers, SparkplugGen } from './sparkplug-gen.js';
+import { MemoryState } from './fakes.js';
+import { NO_SPARKPLUG_TELEMETRY } from '../../src/sparkplug/index.js';
+import { encodePayload, metric as spMetric } from '../harness/sparkplug.js';
 
 /**
  * Throws random topics and payloads at every example profile: apply() must never throw and
@@ -29,7 +33,10 @@ function prng(seed: number): () => number {
 }
 
 class Gen {
-  constructor(readonly rnd: () => number) {}
+  readonly sp: SparkplugGen;
+  constructor(readonly rnd: () => number) {
+    this.sp = new SparkplugGen(rnd);
+  }
   int(n: number): number {
     return Math.floor(this.rnd() * n);
   }
@@ -89,7 +96,7 @@ class Gen {
       () => `cackalacky/badge/egress/${slot()}/${this.pick(events)}`,
       () => `FCTS/FAE/${slot()}/SolvExtract/${slot()}`,
       () => 'lib/server/lobby',
-      () => `spBv1.0/${slot()}/DDATA/${slot()}`,
+      () => (this.chance(0.8) ? this.sp.topic() : `spBv1.0/${slot()}/DDATA/${slot()}`),
       () => `ent1/${slot()}/${slot()}/${slot()}/${slot()}`,
       () => `${slot()}/${slot()}`,
     ];
@@ -132,7 +139,9 @@ class Gen {
   }
 
   payload(): Buffer {
-    switch (this.int(14)) {
+    switch (this.int(17)) {
+      case 14: case 15: return this.sp.payload(); // Sparkplug B: valid, flipped bytes, cut short
+      case 16: return Buffer.from(JSON.stringify({ online: this.chance(0.5), timestamp: 1_718_906_645_000 })); // a STATE payload
       case 0: return Buffer.alloc(0);
       case 1: return Buffer.from(Array.from({ length: this.int(64) }, () => this.int(256)));
       case 2: return Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xc3, 0x28, 0x22, 0x7d]); // invalid UTF-8 inside JSON
@@ -153,7 +162,7 @@ class Gen {
   }
 }
 
-const DEAD = new Set(['invalid_utf8', 'invalid_json', 'missing_field', 'wrong_type', 'too_large', 'bad_topic', 'bad_key', 'empty_payload', 'unmatched']);
+const DEAD = new Set(['invalid_utf8', 'invalid_json', 'missing_field', 'wrong_type', 'too_large', 'bad_topic', 'bad_key', 'empty_payload', 'unmatched', 'invalid_sparkplug']);
 const SKIP = new Set(['filtered', 'unmatched']);
 
 /** Returns what is wrong with `r`, or undefined when it is well-formed. */
@@ -167,7 +176,7 @@ function malformed(r: TransformResult, t: RoutesTransform): string | undefined {
       if (!Buffer.isBuffer(r.value)) return 'value is not a Buffer';
       if (r.value.length > MAX) return `value of ${r.value.length} bytes exceeds the limit`;
       for (const [k, v] of Object.entries(r.headers)) if (typeof v !== 'string' || k.startsWith('mqtt.')) return `bad header ${k}`;
-      return undefined;
+      return r.headers['sparkplug.message_type'] ? sparkplugProblem(r.value, r.headers) : undefined;
     case 'dead':
       if (!DEAD.has(r.reason)) return `unknown dead reason ${r.reason}`;
       if (typeof r.detail !== 'string' || r.detail.length === 0 || r.detail.length > 300) return 'bad detail';
@@ -179,6 +188,20 @@ function malformed(r: TransformResult, t: RoutesTransform): string | undefined {
     default:
       return `unknown kind ${String((r as { kind: unknown }).kind)}`;
   }
+}
+
+/** A Sparkplug record must be a JSON object with its head and metrics, every integer exact. */
+function sparkplugProblem(value: Buffer, headers: Readonly<Record<string, string>>): string | undefined {
+  let v: Record<string, unknown>;
+  try {
+    v = JSON.parse(value.toString('utf8')) as Record<string, unknown>;
+  } catch {
+    return 'sparkplug record is not JSON';
+  }
+  if (headers['sparkplug.message_type'] === 'STATE') return undefined;
+  if (v.message_type !== headers['sparkplug.message_type'] || !Array.isArray(v.metrics)) return 'sparkplug record lacks message_type or metrics';
+  const bad = inexactIntegers(v);
+  return bad.length > 0 ? `inexact integers: ${bad.join(', ')}` : undefined;
 }
 
 const dir = fileURLToPath(new URL('../../examples/routes/', import.meta.url));
@@ -234,6 +257,90 @@ describe(`routes fuzz (seed ${SEED})`, () => {
         expect(malformed(r, t), `${profile} ${JSON.stringify(m.topic.slice(0, 40))}`).toBeUndefined();
       }
     }
+  });
+
+  it('sparkplug decoder: random BIRTH/DATA/DEATH sequences and restarts resolve every alias exactly as a model of the BIRTH state says', () => {
+    const g = new Gen(prng(SEED + 2));
+    const routes = { routes: [{ name: 'spb', match: 'spBv1.0/#', topic: 'sparkplug', format: 'sparkplug' }] };
+    const state = new MemoryState();
+    const start = (): RoutesTransform => {
+      const t = compileRoutes(routes, 'fuzz', { separator: '_', maxMessageBytes: MAX });
+      t.attach!({ state, telemetry: NO_SPARKPLUG_TELEMETRY });
+      return t;
+    };
+    let t = start();
+    // The model: what a BIRTH defines, and which NBIRTH session a DBIRTH belongs to.
+    const nodes = new Map<string, { aliases: Map<string, string>; bdSeq: number; session: number }>();
+    const devices = new Map<string, { aliases: Map<string, string>; session: number | null }>();
+    let sessions = 0;
+    const counts: Record<string, number> = {};
+    const NAMES = ['temp', 'rpm', 'a/b', 'x', '__proto__', 'ü'];
+    for (let i = 0; i < 4000; i++) {
+      if (g.chance(0.01)) t = start(); // a restart: durable state stays, memory (seq counts) goes
+      const group = g.pick(['g1', 'g2']);
+      const node = g.pick(['n1', 'n2']);
+      const device = g.pick(['d1', 'd2']);
+      const nk = `${group}/${node}`;
+      const dk = `${nk}/${device}`;
+      const birthMetrics = (): [string, string][] => Array.from({ length: g.int(5) }, () => [g.pick(NAMES), String(g.int(8))]);
+      const op = g.pick(['NBIRTH', 'DBIRTH', 'NDATA', 'DDATA', 'NDATA', 'DDATA', 'NCMD', 'DCMD', 'NDEATH', 'DDEATH', 'garbage']);
+      const topic = `spBv1.0/${group}/${op === 'garbage' ? 'DDATA' : op}/${node}${op.startsWith('D') || op === 'garbage' ? `/${device}` : ''}`;
+      let payload: Buffer;
+      let expected: (string | null)[] | undefined;
+      if (op === 'NBIRTH' || op === 'DBIRTH') {
+        const ms = birthMetrics();
+        const bdSeq = g.int(4);
+        const aliases = new Map(ms.map(([n, a]) => [a, n]));
+        payload = encodePayload({ seq: '0', metrics: [...(op === 'NBIRTH' ? [spMetric({ name: 'bdSeq', datatype: 4 }, bdSeq)] : []), ...ms.map(([n, a]) => spMetric({ name: n, alias: a, datatype: 3 }, 1))] });
+        if (op === 'NBIRTH') nodes.set(nk, { aliases, bdSeq, session: ++sessions });
+        else devices.set(dk, { aliases, session: nodes.get(nk)?.session ?? null });
+      } else if (op === 'NDEATH') {
+        const bdSeq = g.int(4);
+        payload = encodePayload({ metrics: [spMetric({ name: 'bdSeq', datatype: 4 }, bdSeq)] });
+        const n = nodes.get(nk);
+        if (!n || n.bdSeq === bdSeq) {
+          nodes.delete(nk);
+          for (const k of [...devices.keys()]) if (k.startsWith(`${nk}/`)) devices.delete(k);
+        }
+      } else if (op === 'DDEATH') {
+        payload = encodePayload({ seq: '1', metrics: [] });
+        devices.delete(dk);
+      } else if (op === 'garbage') {
+        payload = g.sp.payload();
+      } else {
+        const aliases = Array.from({ length: 1 + g.int(4) }, () => String(g.int(8)));
+        payload = encodePayload({ seq: String(g.int(256)), metrics: aliases.map((a) => ({ alias: a, int_value: 7 })) });
+        let known: Map<string, string> | undefined;
+        if (op.startsWith('N')) known = nodes.get(nk)?.aliases;
+        else {
+          const d = devices.get(dk);
+          known = d && d.session === (nodes.get(nk)?.session ?? null) ? d.aliases : undefined;
+        }
+        expected = aliases.map((a) => known?.get(a) ?? null);
+      }
+      const r = t.apply({ seq: i, id: `fz:${i}`, topic, payload, qos: 1, retain: false, dup: false, receivedAtMs: 0 });
+      const label = `${op}:${r.kind}`;
+      counts[label] = (counts[label] ?? 0) + 1;
+      if (op === 'garbage') {
+        if (r.kind !== 'record' && !(r.kind === 'dead' && r.reason === 'invalid_sparkplug')) throw new Error(`seed ${SEED} step ${i}: garbage gave ${JSON.stringify(r)}`);
+        // Garbage that decodes is DATA like any other (DATA never changes the state): well-formed, exact.
+        if (r.kind === 'record') {
+          const problem = sparkplugProblem(r.value, r.headers);
+          if (problem) throw new Error(`seed ${SEED} step ${i}: garbage record: ${problem}`);
+        }
+        continue;
+      }
+      if (r.kind !== 'record') throw new Error(`seed ${SEED} step ${i}: ${op} on ${topic} gave ${JSON.stringify(r)}`);
+      if (expected) {
+        const got = (JSON.parse(r.value.toString()) as { metrics: { name: string | null }[] }).metrics.map((m) => m.name);
+        if (JSON.stringify(got) !== JSON.stringify(expected)) throw new Error(`seed ${SEED} step ${i}: ${op} ${topic}: names ${JSON.stringify(got)}, model says ${JSON.stringify(expected)}`);
+        const unresolved = expected.filter((x) => x === null).length;
+        expect(r.headers['sparkplug.unresolved']).toBe(unresolved > 0 ? String(unresolved) : undefined);
+      }
+    }
+    // Both resolved and unresolved DATA happened, and garbage reached the decoder both ways.
+    expect(counts['NDATA:record'] ?? 0, JSON.stringify(counts)).toBeGreaterThan(100);
+    expect(counts['garbage:dead'] ?? 0, JSON.stringify(counts)).toBeGreaterThan(10);
   });
 
   it('compileRoutes on random documents either compiles or throws ConfigError, nothing else', () => {

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { compileRoutes, loadRoutesFile, parseRoutesYaml, uuidFrom } from '../../src/bridge/routes/index.js';
 import type { TransformResult } from '../../src/bridge/types.js';
 import type { InboundMessage } from '../../src/mqtt/types.js';
+import { DataType, encodePayload, metric } from '../harness/sparkplug.js';
 
 /** The example route files (examples/routes/*.yaml), each loaded with the real loader. */
 const opts = { separator: '_', maxMessageBytes: 1_048_576 } as const;
@@ -115,11 +116,19 @@ describe('unified-namespace.yaml (seed 001)', () => {
     expect(t.apply(msg('ent1/plant1/kpi', { oee: 0.82 }))).toEqual({ kind: 'dead', route: 'uns', reason: 'missing_field', detail: 'timestamp' });
   });
 
-  it('Sparkplug B (protobuf) is forwarded raw', () => {
-    const pb = Buffer.from([0x08, 0x96, 0x01, 0x12, 0x00]);
-    const r = record(t.apply(msg('spBv1.0/grp/DDATA/edge1/dev1', pb)));
-    expect(r).toMatchObject({ route: 'sparkplug', topic: 'spBv1.0_grp_DDATA_edge1_dev1' });
-    expect(r.value.equals(pb)).toBe(true);
+  it('Sparkplug B (protobuf) becomes a JSON record with metric names from the BIRTH, keyed group/edge_node/device', () => {
+    const sp = load('unified-namespace');
+    const birth = encodePayload({ timestamp: '1718906645000', seq: '1', metrics: [metric({ name: 'Inputs/Pressure', alias: 3, datatype: DataType.Double }, 1.5)] });
+    expect(record(sp.apply(msg('spBv1.0/grp/DBIRTH/edge1/dev1', birth)))).toMatchObject({ route: 'sparkplug', topic: 'spBv1.0_grp_DBIRTH_edge1_dev1', key: 'grp/edge1/dev1' });
+    const pb = encodePayload({ timestamp: '1718906646000', seq: '2', metrics: [{ alias: '3', timestamp: '1718906645999', double_value: 187.25 }] });
+    const r = record(sp.apply(msg('spBv1.0/grp/DDATA/edge1/dev1', pb)));
+    expect(r).toMatchObject({ route: 'sparkplug', topic: 'spBv1.0_grp_DDATA_edge1_dev1', key: 'grp/edge1/dev1', headers: { 'sparkplug.message_type': 'DDATA' } });
+    expect(JSON.parse(r.value.toString())).toEqual({
+      group: 'grp', message_type: 'DDATA', edge_node: 'edge1', device: 'dev1', timestamp: 1718906646000, seq: 2,
+      metrics: [{ name: 'Inputs/Pressure', alias: 3, timestamp: 1718906645999, datatype: DataType.Double, type: 'Double', is_null: false, value: 187.25 }],
+    });
+    // Not Sparkplug B: a dead letter with the original bytes, never forwarded raw.
+    expect(sp.apply(msg('spBv1.0/grp/DDATA/edge1/dev1', Buffer.from('{"value": 1}')))).toMatchObject({ kind: 'dead', route: 'sparkplug', reason: 'invalid_sparkplug' });
   });
 
   it("variant with '.' as separator", () => {

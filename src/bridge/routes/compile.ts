@@ -1,7 +1,8 @@
 import { ConfigError } from '../../errors.js';
 import { isLegalKafkaTopic } from '../mapping.js';
 import type { InboundMessage } from '../../mqtt/types.js';
-import type { Transform, TransformResult } from '../types.js';
+import { SparkplugDecoder } from '../../sparkplug/index.js';
+import type { Transform, TransformDeps, TransformResult } from '../types.js';
 import { Fail, Problems } from './fail.js';
 import { subscriptionsFor } from './pattern.js';
 import { checkTopicTemplate, compileRule, NO_HEADERS, type CompiledRule } from './rule.js';
@@ -34,13 +35,15 @@ export function compileRoutes(doc: unknown, source: string, opts: RoutesOptions)
   }
   const spec = readRoutesSpec(doc, problems);
   const rules: CompiledRule[] = [];
+  let decoder: SparkplugDecoder | undefined;
+  const sparkplug = (): SparkplugDecoder => (decoder ??= new SparkplugDecoder());
   for (const r of spec.rules) {
-    const c = compileRule(r, opts.separator, opts.maxMessageBytes);
+    const c = compileRule(r, opts.separator, opts.maxMessageBytes, sparkplug);
     if (c) rules.push(c);
   }
   const unmatched = compileUnmatched(spec.unmatched, problems.at('unmatched'), opts);
   if (problems.count > 0) throw new ConfigError(byRule(problems.all, source), 'BRIDGE_ERR_ROUTES');
-  return buildTransform(rules, unmatched, opts.maxMessageBytes);
+  return buildTransform(rules, unmatched, opts.maxMessageBytes, decoder);
 }
 
 /**
@@ -65,7 +68,7 @@ function compileUnmatched(u: UnmatchedSpec, problems: Problems, opts: RoutesOpti
   return { action: 'topic', topic: t };
 }
 
-function buildTransform(rules: readonly CompiledRule[], unmatched: UnmatchedAction, maxMessageBytes: number): RoutesTransform {
+function buildTransform(rules: readonly CompiledRule[], unmatched: UnmatchedAction, maxMessageBytes: number, decoder: SparkplugDecoder | undefined): RoutesTransform {
   const route = UNMATCHED_ROUTE;
   const onUnmatched = (msg: InboundMessage): TransformResult => {
     switch (unmatched.action) {
@@ -89,6 +92,8 @@ function buildTransform(rules: readonly CompiledRule[], unmatched: UnmatchedActi
   return {
     subscriptions: Object.freeze(subscriptionsFor(rules.map((r) => r.pattern.filter))),
     routeNames: Object.freeze([...rules.map((r) => r.name), UNMATCHED_ROUTE]),
+    // Only a file with sparkplug rules keeps state.
+    ...(decoder ? { attach: (deps: TransformDeps) => decoder.attach(deps) } : {}),
     apply(msg: InboundMessage): TransformResult {
       let current: CompiledRule | undefined;
       try {
@@ -107,7 +112,7 @@ function buildTransform(rules: readonly CompiledRule[], unmatched: UnmatchedActi
         return {
           kind: 'dead',
           route: current?.name ?? route,
-          reason: current?.format === 'json' ? 'invalid_json' : 'bad_topic',
+          reason: current?.format === 'json' ? 'invalid_json' : current?.format === 'sparkplug' ? 'invalid_sparkplug' : 'bad_topic',
           detail: `unexpected ${what} while mapping`,
         };
       }

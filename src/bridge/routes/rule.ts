@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { envelope, isLegalKafkaTopic, KAFKA_TOPIC_MAX } from '../mapping.js';
 import type { InboundMessage } from '../../mqtt/types.js';
+import type { SparkplugDecoded, SparkplugDecoder } from '../../sparkplug/index.js';
 import type { TransformResult } from '../types.js';
 import { compileCondition, type Condition } from './conditions.js';
 import { Fail, type Problems } from './fail.js';
@@ -44,8 +45,12 @@ export function checkTopicTemplate(t: Template, problems: Problems): void {
   if (t.literals.join('').length > KAFKA_TOPIC_MAX) problems.add(`literal text alone is longer than ${KAFKA_TOPIC_MAX} characters`);
 }
 
-/** Compiles a structurally valid rule; problems go to the rule's own collector. */
-export function compileRule(spec: RuleSpec, separator: string, maxMessageBytes: number): CompiledRule | undefined {
+/**
+ * Compiles a structurally valid rule; problems go to the rule's own collector. `sparkplug`
+ * gives the decoder shared by every sparkplug rule of the file (its state belongs to the edge
+ * nodes, not to a rule).
+ */
+export function compileRule(spec: RuleSpec, separator: string, maxMessageBytes: number, sparkplug: () => SparkplugDecoder): CompiledRule | undefined {
   const p = spec.problems;
   const before = p.count;
   const json = spec.format === 'json';
@@ -115,6 +120,7 @@ export function compileRule(spec: RuleSpec, separator: string, maxMessageBytes: 
     drop,
     enrich,
     maxMessageBytes,
+    sparkplug: spec.format === 'sparkplug' ? sparkplug() : undefined,
   });
 }
 
@@ -131,6 +137,7 @@ interface RuleParts {
   readonly drop: readonly (readonly string[])[];
   readonly enrich: readonly (readonly [string, Template | string | number | boolean | null])[];
   readonly maxMessageBytes: number;
+  readonly sparkplug: SparkplugDecoder | undefined;
 }
 
 /** Parses a json route's payload: must be non-empty UTF-8 holding a JSON object. */
@@ -177,6 +184,14 @@ function buildRule(r: RuleParts): CompiledRule {
         if (f) return dead(f);
       }
     }
+    // Sparkplug: decoded (and BIRTH state updated) before anything can refuse the message, so a
+    // BIRTH dead-lettered for its topic or size still defines the aliases that follow.
+    let sp: SparkplugDecoded | undefined;
+    if (r.sparkplug) {
+      const d = r.sparkplug.decode(msg);
+      if ('invalid' in d) return dead(new Fail('invalid_sparkplug', d.invalid));
+      sp = d;
+    }
     const ctx: RenderContext = { msg, captures, payload, uuid: undefined };
 
     const topic = r.topic.render(ctx);
@@ -186,7 +201,8 @@ function buildRule(r: RuleParts): CompiledRule {
     }
 
     let key: string | null;
-    if (r.key === undefined) {
+    if (r.key === undefined && sp) key = sp.key;
+    else if (r.key === undefined) {
       // An empty MQTT topic is a protocol violation (or an unresolved topic alias); an empty
       // key would still hash like any other, so refuse it like an empty rendered key.
       if (msg.topic.length === 0) return dead(new Fail('bad_key', 'key (the MQTT topic) is empty'));
@@ -209,9 +225,12 @@ function buildRule(r: RuleParts): CompiledRule {
       }
       headers = h;
     }
+    // The decoder's sparkplug.* headers win over the rule's own.
+    if (sp) headers = headers === NO_HEADERS ? sp.headers : { ...headers, ...sp.headers };
 
     let value: Buffer;
-    if (r.format === 'raw' || (json && !reserialize)) value = msg.payload;
+    if (sp) value = sp.value;
+    else if (r.format === 'raw' || (json && !reserialize)) value = msg.payload;
     else if (r.format === 'envelope') value = envelope(msg.topic, msg.payload);
     else {
       const out = reshape(payload as Record<string, unknown>, ctx, r);

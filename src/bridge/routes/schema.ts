@@ -19,7 +19,7 @@ import type { Problems } from './fail.js';
  *     match: a/{badge_id}/+/#  # MQTT filter; {name} = one level captured as a variable.
  *     topic: ingress-{event}   # Kafka topic template (default "{topic_kafka}").
  *     key: "{badge_id}"        # key template (default: the MQTT topic); null = no key.
- *     format: json             # raw (default) | envelope | json
+ *     format: json             # raw (default) | envelope | json | sparkplug
  *     # json only:
  *     filter: { message: "x" } # condition; false -> skipped (reason "filtered")
  *     require: { ts: number }  # field: type or [types]; missing_field / wrong_type
@@ -37,10 +37,14 @@ import type { Problems } from './fail.js';
  * payload bytes are forwarded unchanged. See docs/routes.md.
  */
 
-/** How a rule builds the record value. */
-export type Format = 'raw' | 'envelope' | 'json';
+/**
+ * How a rule builds the record value. `sparkplug` decodes Sparkplug B (src/sparkplug): the value
+ * is a JSON record with metric names resolved from BIRTH certificates, the key defaults to
+ * `group/edge_node[/device]`.
+ */
+export type Format = 'raw' | 'envelope' | 'json' | 'sparkplug';
 /** Every format, in the order error messages list them. */
-export const FORMATS: readonly Format[] = ['raw', 'envelope', 'json'];
+export const FORMATS: readonly Format[] = ['raw', 'envelope', 'json', 'sparkplug'];
 
 /** The `unmatched` setting. */
 export type UnmatchedSpec = { readonly action: 'skip' } | { readonly action: 'dead_letter' } | { readonly action: 'topic'; readonly topic: string };
