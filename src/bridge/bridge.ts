@@ -57,7 +57,7 @@ export class Bridge implements HealthState {
         this.settle(entries, undefined);
       },
       onDroppedRows: (rows, reason) => telemetry.droppedRecords(reason, rows),
-      onWriteError: (err) => telemetry.spoolWriteError(describeError(err)),
+      onWriteError: () => telemetry.spoolWriteError(),
     });
     this.pool = new WriterPool(
       config.kafka,
@@ -231,9 +231,15 @@ export class Bridge implements HealthState {
     // Kafka refusing our credentials or TLS settings is a misconfiguration, not an outage to spool through.
     const kafkaProblem = this.parts.kafka.securityProblem?.();
     const ok = this.started && !this.closing && subscribed && (kafkaWritable || spoolAccepting) && kafkaProblem === undefined;
+    // Why the spool takes no records (max_bytes, disk_low, write_error), and its file system.
+    const disk = spoolStats.disk;
+    const spoolDetail = {
+      ...(spoolStats.heldBy ? { spoolHeld: spoolStats.heldBy } : {}),
+      ...(disk ? { spoolFreeBytes: disk.freeBytes, spoolMinFreeBytes: disk.minFreeBytes } : {}),
+    };
     return {
       ok,
-      detail: { mqtt: this.source.state, kafkaWritable, spooling, spoolAccepting, spoolRows: spoolStats.rows, inFlight: this.source.inFlight, ...(kafkaProblem ? { kafkaProblem } : {}) },
+      detail: { mqtt: this.source.state, kafkaWritable, spooling, spoolAccepting, spoolRows: spoolStats.rows, ...spoolDetail, inFlight: this.source.inFlight, ...(kafkaProblem ? { kafkaProblem } : {}) },
     };
   }
 

@@ -173,6 +173,7 @@ function harness(env: Record<string, string> = {}) {
         },
         stats: () => real.stats(),
         compact: () => real.compact(),
+        takeHeld: () => real.takeHeld(),
         state: real.state,
         close: () => {
           world.events.push('spool.close');

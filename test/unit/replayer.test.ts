@@ -65,6 +65,9 @@ function harness(opts: HarnessOptions = {}) {
     fullPolicy: 'block',
     // Long linger: nothing commits behind the test's back; tests flush explicitly.
     commitLingerMs: 1000,
+    minFreeBytes: 0,
+    minFreePercent: 0,
+    reserveBytes: 0,
     ...opts.spool,
   };
   const droppedRows: { key: string | null; reason: DropReason }[] = [];
@@ -352,6 +355,7 @@ describe('replayer: spool faults', () => {
         flush: () => s.flush(),
         stats: () => s.stats(),
         compact: () => s.compact(),
+        takeHeld: () => s.takeHeld(),
         state: s.state,
         close: () => s.close(),
       }),

@@ -33,6 +33,9 @@ class FakeSpool implements Spool {
     return { rows: this.appended.length, bytes: 0, oldestReceivedAtMs: undefined, pending: 0, blocked: false, fileBytes: 0 };
   }
   compact(): void {}
+  takeHeld(): Pending[] {
+    return [];
+  }
   readonly state = new MemoryState();
   close(): void {
     this.closed = true;
