@@ -3,7 +3,7 @@ import type { Config } from '../config/types.js';
 import { describeError } from '../errors.js';
 import { Replayer } from '../kafka/replayer.js';
 import type { KafkaClientFactory, KafkaProducerClient, Pending, WriteErrorKind } from '../kafka/types.js';
-import { WriterPool } from '../kafka/writer-pool.js';
+import { WriterPool, kafkaWriteFault } from '../kafka/writer-pool.js';
 import type { InboundMessage, MqttSource } from '../mqtt/types.js';
 import type { HealthState } from '../observability/http.js';
 import type { Telemetry } from '../observability/telemetry.js';
@@ -59,11 +59,14 @@ export class Bridge implements HealthState {
       onDroppedRows: (rows, reason) => telemetry.droppedRecords(reason, rows),
       onWriteError: () => telemetry.spoolWriteError(),
     });
+    // One fault for "Kafka writes fail", whether a worker or the replayer sees it first.
+    const kafkaFault = kafkaWriteFault(logger);
     this.pool = new WriterPool(
       config.kafka,
       {
         logger,
         telemetry,
+        kafkaFault,
         createClient: (name) => parts.kafka.create(name),
         spool: this.spool,
         onWritten: (entries) => this.settle(entries, 'kafka'),
@@ -77,7 +80,8 @@ export class Bridge implements HealthState {
       telemetry,
       client: this.replayClient,
       spool: this.spool,
-      onDrained: () => this.pool.switchAllToDirect(),
+      kafkaFault,
+      onDrained: (held) => this.pool.switchAllToDirect(held),
       spooling: () => this.pool.spoolingWorkers > 0,
       onRejected: (row, kind) => this.rejectedRow(row, kind),
     });
