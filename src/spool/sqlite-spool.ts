@@ -428,6 +428,7 @@ class SqliteSpool implements Spool {
       if (!isDiskError(err)) throw fail(err);
       first = err;
     }
+    this.log.debug({ err: describeError(first), what }, 'spool file system full: checkpointing so the WAL starts over, then trying again');
     try {
       this.db.pragma('wal_checkpoint(PASSIVE)');
       return fn();
