@@ -54,3 +54,4 @@ export {
   type ActiveAlert,
   type RuleState,
 } from './prometheus.js';
+export { mountSmallFs, smallFsUnavailable, type SmallFs } from './small-fs.js';
