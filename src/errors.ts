@@ -8,6 +8,7 @@ export const ERROR_CODES = {
   BRIDGE_ERR_ROUTES: 'The routes file cannot be read or is invalid (file, rule index, field). Exit code 2.',
   BRIDGE_ERR_SPOOL_OPEN: 'The spool file cannot be opened or is corrupt. Exit code 3; the file is never deleted.',
   BRIDGE_ERR_SPOOL_WRITE: 'A spool transaction failed (disk full, I/O error); nothing in it was acknowledged.',
+  BRIDGE_ERR_SPOOL_DELETE: 'Replayed rows could not be deleted from the spool (full file system, I/O error); replay pauses until they can be, and never sends them again meanwhile.',
   BRIDGE_ERR_SPOOL_FULL: 'The spool reached SPOOL_MAX_BYTES; the full policy applies.',
   BRIDGE_ERR_KAFKA_WRITE: 'A produce request failed or timed out; its records move to the spool.',
   BRIDGE_ERR_KAFKA_CONNECT: 'Kafka could not be reached at start or by the replay probe.',

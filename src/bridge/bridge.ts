@@ -3,7 +3,7 @@ import type { Config } from '../config/types.js';
 import { describeError } from '../errors.js';
 import { Replayer } from '../kafka/replayer.js';
 import type { KafkaClientFactory, KafkaProducerClient, Pending, WriteErrorKind } from '../kafka/types.js';
-import { WriterPool } from '../kafka/writer-pool.js';
+import { WriterPool, kafkaWriteFault } from '../kafka/writer-pool.js';
 import type { InboundMessage, MqttSource } from '../mqtt/types.js';
 import type { HealthState } from '../observability/http.js';
 import type { Telemetry } from '../observability/telemetry.js';
@@ -57,15 +57,18 @@ export class Bridge implements HealthState {
         this.settle(entries, undefined);
       },
       onDroppedRows: (rows, reason) => telemetry.droppedRecords(reason, rows),
-      onWriteError: (err) => telemetry.spoolWriteError(describeError(err)),
+      onWriteError: () => telemetry.spoolWriteError(),
     });
     // Before the source exists, so before the first message: stateful transforms (Sparkplug) keep their state in the spool database.
     parts.transform.attach?.({ state: this.spool.state, telemetry });
+    // One fault for "Kafka writes fail", whether a worker or the replayer sees it first.
+    const kafkaFault = kafkaWriteFault(logger);
     this.pool = new WriterPool(
       config.kafka,
       {
         logger,
         telemetry,
+        kafkaFault,
         createClient: (name) => parts.kafka.create(name),
         spool: this.spool,
         onWritten: (entries) => this.settle(entries, 'kafka'),
@@ -79,7 +82,8 @@ export class Bridge implements HealthState {
       telemetry,
       client: this.replayClient,
       spool: this.spool,
-      onDrained: () => this.pool.switchAllToDirect(),
+      kafkaFault,
+      onDrained: (held) => this.pool.switchAllToDirect(held),
       spooling: () => this.pool.spoolingWorkers > 0,
       onRejected: (row, kind) => this.rejectedRow(row, kind),
     });
@@ -233,9 +237,15 @@ export class Bridge implements HealthState {
     // Kafka refusing our credentials or TLS settings is a misconfiguration, not an outage to spool through.
     const kafkaProblem = this.parts.kafka.securityProblem?.();
     const ok = this.started && !this.closing && subscribed && (kafkaWritable || spoolAccepting) && kafkaProblem === undefined;
+    // Why the spool takes no records (max_bytes, disk_low, write_error), and its file system.
+    const disk = spoolStats.disk;
+    const spoolDetail = {
+      ...(spoolStats.heldBy ? { spoolHeld: spoolStats.heldBy } : {}),
+      ...(disk ? { spoolFreeBytes: disk.freeBytes, spoolMinFreeBytes: disk.minFreeBytes } : {}),
+    };
     return {
       ok,
-      detail: { mqtt: this.source.state, kafkaWritable, spooling, spoolAccepting, spoolRows: spoolStats.rows, inFlight: this.source.inFlight, ...(kafkaProblem ? { kafkaProblem } : {}) },
+      detail: { mqtt: this.source.state, kafkaWritable, spooling, spoolAccepting, spoolRows: spoolStats.rows, ...spoolDetail, inFlight: this.source.inFlight, ...(kafkaProblem ? { kafkaProblem } : {}) },
     };
   }
 

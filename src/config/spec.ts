@@ -111,6 +111,9 @@ export const VARS: readonly VarSpec[] = [
   { group: 'spool', env: 'SPOOL_MAX_BYTES', default: '1073741824', doc: 'Spool size bound (payload + key + headers bytes). At the bound SPOOL_FULL_POLICY applies.', schema: int(1024) },
   { group: 'spool', env: 'SPOOL_MAX_AGE_MS', default: '0', doc: 'Records older than this are dropped from the spool (counted, logged). 0 = keep until delivered.', schema: int(0) },
   { group: 'spool', env: 'SPOOL_FULL_POLICY', default: 'block', doc: 'When the spool is full: block (stop reading MQTT; the broker keeps messages), drop_oldest or drop_newest.', schema: oneOf(['block', 'drop_oldest', 'drop_newest']) },
+  { group: 'spool', env: 'SPOOL_MIN_FREE_BYTES', default: '67108864', doc: "Free space to keep on the spool's file system. Below it (or below SPOOL_MIN_FREE_PERCENT, whichever is larger) the spool takes no new records, whatever SPOOL_FULL_POLICY says: reading from MQTT stops (the broker keeps the messages) until space frees; replay and deletes go on.", schema: int(0) },
+  { group: 'spool', env: 'SPOOL_MIN_FREE_PERCENT', default: '5', doc: "The same free-space watermark as a percentage of the spool's file system (0-90).", schema: int(0, 90) },
+  { group: 'spool', env: 'SPOOL_RESERVE_BYTES', default: '8388608', doc: 'Space reserved in a file beside the spool (SPOOL_PATH-reserve), released only when the file system is full and the spool could not otherwise open or delete replayed rows; made again once there is room. 0 = no reserve.', schema: int(0) },
   { group: 'spool', env: 'SPOOL_COMMIT_LINGER_MS', default: '2', doc: 'Group commit: how long the spool waits to gather more records into one transaction.', schema: int(0, 1000) },
 
   // --- Runtime ---

@@ -69,6 +69,11 @@ export interface Config {
     readonly maxAgeMs: number;
     readonly fullPolicy: 'block' | 'drop_oldest' | 'drop_newest';
     readonly commitLingerMs: number;
+    /** Free-space watermark on the spool's file system: the larger of these two. */
+    readonly minFreeBytes: number;
+    readonly minFreePercent: number;
+    /** Size of the reserve file beside the spool (0 = none). */
+    readonly reserveBytes: number;
   };
   readonly http: { readonly port: number; readonly host: string };
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';

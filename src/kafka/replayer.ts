@@ -1,13 +1,15 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
-import { describeError } from '../errors.js';
+import { FaultReporter } from '../observability/fault-reporter.js';
 import type { Spool, SpoolRow } from '../spool/types.js';
 import { classifyKafkaError, refusedForGood } from './errors.js';
-import type { KafkaProducerClient, WriteErrorKind } from './types.js';
-import type { WriterTelemetry } from './writer-pool.js';
+import type { KafkaProducerClient, Pending, WriteErrorKind } from './types.js';
+import { kafkaWriteFault, type WriterTelemetry } from './writer-pool.js';
 
 export interface ReplayTelemetry extends Pick<WriterTelemetry, 'written' | 'writeError'> {
   replayRun(result: 'drained' | 'failed' | 'partial' | 'idle'): void;
+  /** Rows Kafka acknowledged could not be deleted from the spool. */
+  spoolDeleteError(): void;
 }
 
 export interface ReplayerDeps {
@@ -15,12 +17,19 @@ export interface ReplayerDeps {
   readonly telemetry: ReplayTelemetry;
   readonly client: KafkaProducerClient;
   readonly spool: Spool;
-  /** The spool is empty and nothing is pending: switch every worker back to the direct path. */
-  readonly onDrained: () => void;
+  /**
+   * The spool is empty: switch every worker back to the direct path, writing `held` first —
+   * records the spool held back without committing them (no room on its file system), in order.
+   */
+  readonly onDrained: (held: readonly Pending[]) => void;
   /** True when some worker is on the spooling path (then a run is due even if the spool looks empty). */
   readonly spooling: () => boolean;
   /** A spooled record Kafka refuses for good (too large): dead-letter it; the row is then deleted. */
   readonly onRejected: (row: SpoolRow, kind: WriteErrorKind) => Promise<void>;
+  /** Kafka write failures, shared with the writer pool so an outage is one fault (default: the replayer's own). */
+  readonly kafkaFault?: FaultReporter;
+  /** For tests: how long the spool-delete fault must stay over before its end is logged. */
+  readonly faultSettleMs?: number;
 }
 
 /**
@@ -28,21 +37,42 @@ export interface ReplayerDeps {
  * (one produce request in flight), deleting each page only after Kafka acknowledged it. Row
  * order is receive order per key, so keys stay in order; new records of spooling workers are
  * appended behind and drained in the same run. Runs never overlap.
+ *
+ * Progress is monotonic: the replayer remembers the last row id Kafka acknowledged and never
+ * reads at or below it again (row ids only grow), so a page is sent once per process even when
+ * its delete fails. A failed delete stops the run; the next runs first try that delete again
+ * and send nothing before it succeeds. Only a restart with such rows still in the spool sends
+ * them again (same message ids).
  */
 export class Replayer {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
-  private outage = false;
   /** Last time the timer fired: the liveness check uses it to tell the loop is alive. */
   lastTickMs = Date.now();
+  /** Highest row id Kafka acknowledged in this process: nothing at or below it is read again. */
+  private delivered = 0;
+  /** Rows Kafka acknowledged whose delete failed: deleted before anything else is sent. */
+  private undeleted: { first: number; last: number } | undefined;
   private readonly log: Logger;
+  private readonly kafkaFault: FaultReporter;
+  private readonly spoolFault: FaultReporter;
 
   constructor(
     private readonly config: { spool: Config['spool']; kafka: Config['kafka'] },
     private readonly deps: ReplayerDeps,
   ) {
     this.log = deps.logger.child({ component: 'replay' });
+    this.kafkaFault = deps.kafkaFault ?? kafkaWriteFault(deps.logger);
+    this.spoolFault = new FaultReporter({
+      logger: this.log,
+      fault: 'spool_delete',
+      level: 'error',
+      settleMs: deps.faultSettleMs,
+      startMsg: 'cannot delete replayed records from the spool; replay pauses until they are deleted and does not send them again (Kafka has them)',
+      summaryMsg: 'replayed records still cannot be deleted from the spool',
+      endMsg: 'replayed records deleted from the spool; replay goes on',
+    });
   }
 
   /** Starts the timer; runs once at once when the spool is not empty. */
@@ -60,7 +90,7 @@ export class Replayer {
     if (this.stopped) return Promise.resolve();
     // A spool error (disk full, I/O) ends the run as failed; the next interval tries again.
     this.running ??= this.run()
-      .catch((err: unknown) => this.fail(err, this.safeRows()))
+      .catch((err: unknown) => this.spoolFailed(err, 'replay run failed on a spool error; the next run tries again'))
       .finally(() => {
         this.running = undefined;
       });
@@ -69,48 +99,82 @@ export class Replayer {
 
   private async run(): Promise<void> {
     const spool = this.deps.spool;
-    spool.expire(Date.now());
+    if (!this.deleteDelivered()) return;
+    try {
+      spool.expire(Date.now());
+    } catch (err) {
+      this.spoolFailed(err);
+      return;
+    }
     const before = spool.stats();
     if (before.rows === 0 && before.pending === 0) {
-      if (this.deps.spooling()) this.deps.onDrained();
+      if (this.deps.spooling()) this.deps.onDrained([]);
       this.deps.telemetry.replayRun('idle');
       return;
     }
     try {
       await this.deps.client.probe();
     } catch (err) {
-      this.fail(err, before.rows);
+      this.kafkaFailed(err, before.rows);
       return;
     }
     const started = Date.now();
-    let cursor = 0;
     let replayed = 0;
     while (!this.stopped) {
-      const rows = spool.read(cursor, this.config.kafka.batchMaxMessages, this.config.kafka.batchMaxBytes);
+      const rows = spool.read(this.delivered, this.config.kafka.batchMaxMessages, this.config.kafka.batchMaxBytes);
       if (rows.length === 0) {
-        const s = spool.stats();
-        if (s.pending > 0 && !s.blocked) {
-          spool.flush();
-          continue;
-        }
-        if (s.pending === 0) {
-          // Same tick as the check: no spooling worker can append in between.
-          this.deps.onDrained();
+        if (this.commitPending()) continue;
+        if (spool.stats().rows === 0) {
+          // Give the file system its space back first: records held for lack of it may fit now.
           spool.compact();
-          this.finish(replayed, started, 'drained');
-        } else this.finish(replayed, started, 'partial');
+          if (this.commitPending()) continue;
+          // Same tick as the check: no spooling worker can append in between. What the spool
+          // still holds back goes to Kafka directly, ahead of everything after it.
+          const held = spool.takeHeld();
+          this.deps.onDrained(held);
+          this.finish(replayed, started, 'drained', held.length);
+        } else this.finish(replayed, started, 'partial', 0);
         return;
       }
       try {
         await this.send(rows);
       } catch (err) {
-        this.fail(err, spool.stats().rows);
+        this.kafkaFailed(err, spool.stats().rows);
         return;
       }
-      spool.deleteRange(rows[0]!.rowId, rows[rows.length - 1]!.rowId);
-      cursor = rows[rows.length - 1]!.rowId;
+      this.kafkaFault.ok('replay');
+      const first = rows[0]!.rowId;
+      const last = rows[rows.length - 1]!.rowId;
+      this.delivered = last;
       replayed += rows.length;
+      this.undeleted = { first, last };
+      if (!this.deleteDelivered()) return;
     }
+  }
+
+  /** Commits records waiting for a spool commit; true when some were committed (replay them in this run). */
+  private commitPending(): boolean {
+    const spool = this.deps.spool;
+    const before = spool.stats().pending;
+    if (before === 0) return false;
+    spool.flush();
+    return spool.stats().pending < before;
+  }
+
+  /** Deletes the rows Kafka acknowledged, if any wait; false (run failed) when that is still impossible. */
+  private deleteDelivered(): boolean {
+    const u = this.undeleted;
+    if (!u) return true;
+    try {
+      this.deps.spool.deleteRange(u.first, u.last);
+    } catch (err) {
+      this.deps.telemetry.spoolDeleteError();
+      this.spoolFailed(err, undefined, { firstRowId: u.first, lastRowId: u.last });
+      return false;
+    }
+    this.undeleted = undefined;
+    this.spoolFault.ok();
+    return true;
   }
 
   private async send(rows: SpoolRow[]): Promise<void> {
@@ -135,27 +199,25 @@ export class Replayer {
     this.deps.telemetry.written(rows.length, bytes, performance.now() - t0, 'replay');
   }
 
-  private safeRows(): number {
-    try {
-      return this.deps.spool.stats().rows;
-    } catch {
-      return -1;
-    }
-  }
-
-  private fail(err: unknown, rows: number): void {
-    if (!this.outage) {
-      this.outage = true;
-      this.log.warn({ err: describeError(err), spooledRows: rows, retryInMs: this.config.spool.replayIntervalMs }, 'Kafka not writable; records stay in the spool');
-    } else this.log.debug({ err: describeError(err) }, 'replay attempt failed');
+  private kafkaFailed(err: unknown, rows: number): void {
+    this.kafkaFault.fail(err, {
+      source: 'replay',
+      msg: 'Kafka not writable; records stay in the spool and replay tries again every SPOOL_REPLAY_INTERVAL_MS',
+      fields: { path: 'replay', kind: classifyKafkaError(err), spooledRows: rows, retryInMs: this.config.spool.replayIntervalMs },
+    });
     this.deps.telemetry.replayRun('failed');
   }
 
-  private finish(replayed: number, started: number, result: 'drained' | 'partial'): void {
-    this.outage = false;
+  private spoolFailed(err: unknown, msg?: string, fields: Record<string, unknown> = {}): void {
+    this.spoolFault.fail(err, { msg, fields: { ...fields, retryInMs: this.config.spool.replayIntervalMs } });
+    this.deps.telemetry.replayRun('failed');
+  }
+
+  private finish(replayed: number, started: number, result: 'drained' | 'partial', directly: number): void {
+    this.kafkaFault.ok('replay');
     const ms = Date.now() - started;
-    if (replayed > 0) {
-      this.log.info({ replayed, ms, ratePerS: Math.round((replayed * 1000) / Math.max(ms, 1)), result }, 'replay run finished');
+    if (replayed > 0 || directly > 0) {
+      this.log.info({ replayed, ms, ratePerS: Math.round((replayed * 1000) / Math.max(ms, 1)), result, ...(directly > 0 ? { heldToKafkaDirectly: directly } : {}) }, 'replay run finished');
     }
     this.deps.telemetry.replayRun(result);
   }
@@ -164,5 +226,8 @@ export class Replayer {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     await this.running;
+    // Last chance for rows Kafka has but the spool still holds: after a restart they would be sent again.
+    if (this.undeleted && this.deleteDelivered()) this.log.info('replayed records deleted at shutdown');
+    this.spoolFault.close();
   }
 }

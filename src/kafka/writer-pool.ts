@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import { describeError } from '../errors.js';
+import { FaultReporter } from '../observability/fault-reporter.js';
 import type { Spool } from '../spool/types.js';
 import { workerFor } from './hash.js';
 import { classifyKafkaError, refusedForGood } from './errors.js';
@@ -22,6 +23,25 @@ export interface WriterPoolDeps {
   readonly onWritten: (entries: readonly Pending[]) => void;
   /** Kafka refused these single records for good (too large): dead-letter them. */
   readonly onRejected: (entries: readonly Pending[], kind: WriteErrorKind) => void;
+  /** Kafka write failures, shared with the replayer so an outage is one fault (default: the pool's own). */
+  readonly kafkaFault?: FaultReporter;
+}
+
+/**
+ * The one "Kafka writes fail" fault of a bridge: the writer pool's workers and the replayer
+ * report into it (each as its own source), so an outage logs one line when it starts, a
+ * summary a minute while it lasts and one line once every worker and the replayer write again.
+ */
+export function kafkaWriteFault(logger: Logger, opts: { settleMs?: number } = {}): FaultReporter {
+  return new FaultReporter({
+    settleMs: opts.settleMs,
+    logger: logger.child({ component: 'kafka' }),
+    fault: 'kafka_write',
+    level: 'warn',
+    startMsg: 'Kafka writes failing; records go to the spool and are replayed when Kafka is back',
+    summaryMsg: 'Kafka writes still failing; records go to the spool',
+    endMsg: 'Kafka writable again',
+  });
 }
 
 export type WritePath = 'direct' | 'spooling';
@@ -38,6 +58,7 @@ export type WritePath = 'direct' | 'spooling';
  */
 export class WriterPool {
   private readonly workers: Worker[];
+  private readonly fault: FaultReporter;
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -46,7 +67,8 @@ export class WriterPool {
     /** Start on the spooling path (the spool holds records from an earlier run). */
     startSpooling: boolean,
   ) {
-    this.workers = Array.from({ length: config.workers }, (_, i) => new Worker(i, config, deps, startSpooling ? 'spooling' : 'direct', () => this.reportPath()));
+    this.fault = deps.kafkaFault ?? kafkaWriteFault(deps.logger);
+    this.workers = Array.from({ length: config.workers }, (_, i) => new Worker(i, config, deps, this.fault, startSpooling ? 'spooling' : 'direct', () => this.reportPath()));
     this.reportPath();
   }
 
@@ -70,12 +92,21 @@ export class WriterPool {
     return this.workers.every((w) => w.lastWriteOk);
   }
 
-  /** Called by the replayer when the spool is empty and nothing is pending: back to Kafka directly. */
-  switchAllToDirect(): void {
+  /**
+   * Called by the replayer when the spool is empty: back to Kafka directly. `first`: records the
+   * spool held back without storing them, in order; they are submitted before anything else, so
+   * they keep their place ahead of later records of their keys.
+   */
+  switchAllToDirect(first: readonly Pending[] = []): void {
     let changed = 0;
-    for (const w of this.workers) if (w.toDirect()) changed++;
+    for (const w of this.workers) {
+      if (w.toDirect()) changed++;
+      // Kafka took everything the spool held: no worker's failure is current any more.
+      this.fault.ok(w.source);
+    }
+    for (const e of first) this.submit(e);
     if (changed > 0) {
-      this.deps.logger.child({ component: 'writer' }).info({ workers: changed }, 'spool drained; writing to Kafka directly again');
+      this.deps.logger.child({ component: 'writer' }).info({ workers: changed, heldRecords: first.length }, 'spool drained; writing to Kafka directly again');
       this.reportPath();
     }
   }
@@ -111,11 +142,17 @@ class Worker {
     readonly index: number,
     private readonly config: Config['kafka'],
     private readonly deps: WriterPoolDeps,
+    private readonly fault: FaultReporter,
     public path: WritePath,
     private readonly onPathChange: () => void,
   ) {
     this.client = deps.createClient(`worker-${index}`);
     this.log = deps.logger.child({ component: 'writer', worker: index });
+  }
+
+  /** This worker's name as a fault source. */
+  get source(): string {
+    return `worker-${this.index}`;
   }
 
   get queued(): number {
@@ -183,12 +220,17 @@ class Worker {
       this.deps.telemetry.writeError(kind, 'direct');
       if (refusedForGood(kind)) return this.writeSplit(batch, err, kind);
       this.lastWriteOk = false;
-      this.log.warn({ err: describeError(err), kind, records: batch.length + this.queued }, 'Kafka write failed; spooling this worker\'s records until replay succeeds');
+      this.fault.fail(err, {
+        source: this.source,
+        msg: 'Kafka write failed; spooling records until replay succeeds',
+        fields: { worker: this.index, kind, records: batch.length + this.queued },
+      });
       return batch;
     }
     let bytes = 0;
     for (const e of batch) bytes += e.bytes;
     this.lastWriteOk = true;
+    this.fault.ok(this.source);
     this.deps.telemetry.written(batch.length, bytes, performance.now() - t0, 'direct');
     this.deps.onWritten(batch);
     return [];
@@ -197,7 +239,8 @@ class Worker {
   /** Kafka refused the batch for good (too large, invalid): halve it until single records remain; those are rejected. */
   private async writeSplit(batch: Pending[], err: unknown, kind: WriteErrorKind): Promise<Pending[]> {
     if (batch.length === 1) {
-      this.log.warn({ err: describeError(err), kind, topic: batch[0]!.record.topic, messageId: batch[0]!.id }, 'Kafka refused a record for good; dead-lettering it');
+      // Per record, so not at warn: the dead letter that follows is logged once with its context.
+      this.log.debug({ err: describeError(err), kind, topic: batch[0]!.record.topic, messageId: batch[0]!.id }, 'Kafka refused a record for good; dead-lettering it');
       this.deps.onRejected(batch, kind);
       return [];
     }

@@ -3,6 +3,7 @@ import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 
 import type { Logger } from 'pino';
 import { describeError } from '../errors.js';
 import type { Config } from '../config/types.js';
+import { FaultReporter } from '../observability/fault-reporter.js';
 import { AckTracker } from './ack-tracker.js';
 import { installPubackSeam, type PubackSeam } from './puback-seam.js';
 import { explainMqttError } from './tls.js';
@@ -134,12 +135,21 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     let firstSubscribe: { resolve: () => void; reject: (e: unknown) => void } | undefined;
     const subscribed = new Promise<void>((resolve, reject) => (firstSubscribe = { resolve, reject }));
 
-    // One log line per distinct connection problem, not one per reconnect attempt.
-    let lastProblem: string | undefined;
+    // One line when the connection fails, one per distinct problem (at most one a minute), a
+    // summary a minute while it keeps failing, one line once it has stayed up: never a line
+    // per reconnect attempt.
+    const fault = new FaultReporter({
+      logger: log,
+      fault: 'mqtt_connection',
+      level: 'warn',
+      startMsg: 'MQTT broker unreachable; reconnecting',
+      summaryMsg: 'MQTT connection still failing; reconnecting',
+      endMsg: 'MQTT connection restored',
+    });
     let accepted = false;
     c.on('connect', (connack) => {
       accepted = true;
-      lastProblem = undefined;
+      fault.ok();
       generation++;
       setState('connected');
       log.info({ sessionPresent: connack.sessionPresent, clientId: config.clientId }, 'connected to MQTT broker');
@@ -180,14 +190,12 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     const scheme = config.url.slice(0, config.url.indexOf(':'));
     c.on('error', (err) => {
       const p = explainMqttError(err, { beforeConnack: !accepted, tls: ['mqtts', 'wss', 'ssl'].includes(scheme), websocket: scheme.startsWith('ws') });
-      if (p.message === lastProblem) {
-        log.debug({ err: describeError(err) }, p.message);
-        return;
-      }
-      lastProblem = p.message;
-      log[p.config ? 'error' : 'warn']({ err: describeError(err), retryInMs: config.reconnectMs }, p.message);
+      log.debug({ err: describeError(err) }, p.message);
+      fault.fail(err, { msg: p.message, problem: p.message, level: p.config ? 'error' : 'warn', fields: { retryInMs: config.reconnectMs } });
     });
-    c.on('offline', () => log.warn('MQTT broker unreachable; reconnecting'));
+    c.on('offline', () => {
+      if (state !== 'closed') fault.fail(undefined, { fields: { retryInMs: config.reconnectMs } });
+    });
 
     setState('connecting');
     c.connect();

@@ -52,6 +52,7 @@ export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetr
   private readonly replayed = this.counter('spool_records_replayed_total', 'Spooled records acknowledged by Kafka during replay.');
   private readonly replayRuns = this.counter('spool_replay_runs_total', 'Replay runs, by result (drained, partial, failed, idle).', ['result']);
   private readonly spoolWriteErrors = this.counter('spool_write_errors_total', 'Spool transactions that failed and were retried (disk full, I/O).');
+  private readonly spoolDeleteErrors = this.counter('spool_delete_errors_total', 'Deletes of replayed rows that failed (disk full, I/O); replay pauses until they succeed and does not resend those rows.');
   private readonly writePath = this.gauge('write_path_workers', 'Writer workers on each path (direct or spooling).', ['path']);
   private readonly spMessages = this.counter('sparkplug_messages_total', 'Sparkplug B messages decoded, by group and message type.', ['group', 'type']);
   private readonly spUnresolved = this.counter('sparkplug_unresolved_total', 'Sparkplug messages delivered with metric aliases no BIRTH names (header sparkplug.unresolved), by group.', ['group']);
@@ -84,12 +85,28 @@ export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetr
     g('spool_bytes', 'Record bytes held in the spool (what SPOOL_MAX_BYTES bounds).', (p) => p.spool().bytes);
     g('spool_file_bytes', 'Size of the spool database file and its WAL.', (p) => p.spool().fileBytes);
     g('spool_pending_records', 'Records waiting for a spool commit.', (p) => p.spool().pending);
-    g('spool_blocked', '1 while the spool holds commits back (full under the block policy, or disk errors).', (p) => (p.spool().blocked ? 1 : 0));
+    g('spool_blocked', '1 while the spool holds commits back (full under the block policy, below the free-space watermark, or disk errors).', (p) => (p.spool().blocked ? 1 : 0));
+    g('spool_fs_free_bytes', "Bytes free on the spool's file system (for an unprivileged user).", (p) => p.spool().disk?.freeBytes ?? 0);
+    g('spool_fs_size_bytes', "Size of the spool's file system.", (p) => p.spool().disk?.sizeBytes ?? 0);
+    g('spool_fs_min_free_bytes', 'The free-space watermark (SPOOL_MIN_FREE_BYTES, or SPOOL_MIN_FREE_PERCENT of the file system if larger): below it the spool takes no new records.', (p) => p.spool().disk?.minFreeBytes ?? 0);
+    g('spool_reserve_bytes', 'Size of the reserve file beside the spool (0 while it is released to let a full file system drain).', (p) => p.spool().disk?.reserveBytes ?? 0);
     g('spool_oldest_age_seconds', 'Age of the oldest spooled record (0 when empty).', (p) => {
       const o = p.spool().oldestReceivedAtMs;
       return o === undefined ? 0 : Math.max(0, (Date.now() - o) / 1000);
     });
     g('ready', '1 while /readyz answers ready.', (p) => (p.ready() ? 1 : 0));
+    new Gauge({
+      name: PREFIX + 'spool_held',
+      help: 'Why the spool holds new records back (1 for the reason that applies): max_bytes (SPOOL_MAX_BYTES, policy block), disk_low (free-space watermark), write_error (commits failing).',
+      labelNames: ['reason'],
+      registers: [this.registry],
+      collect() {
+        const probe = telemetry.probe;
+        if (!probe) return;
+        const held = probe.spool().heldBy;
+        for (const reason of ['max_bytes', 'disk_low', 'write_error'] as const) this.set({ reason }, held === reason ? 1 : 0);
+      },
+    });
     new Gauge({
       name: PREFIX + 'queue_depth',
       help: 'Records waiting in the bridge queues, by queue (transform, writer).',
@@ -164,9 +181,12 @@ export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetr
   spoolCommitted(records: number): void {
     this.spooled.inc(records);
   }
-  spoolWriteError(err: string): void {
+  /** Counts a failed spool commit; the spool logs the fault (start, summary, end), not each failure. */
+  spoolWriteError(): void {
     this.spoolWriteErrors.inc();
-    this.log.error({ err }, 'spool commit failed; records held (not acknowledged) and retried; check free disk space');
+  }
+  spoolDeleteError(): void {
+    this.spoolDeleteErrors.inc();
   }
   /** Counts and logs dropped records with their topic and key (up to 20 per line; the rest at debug). */
   droppedRecords(reason: DropReason, items: readonly { topic: string; key: string | null }[]): void {

@@ -7,7 +7,9 @@
  * ## Format
  * One better-sqlite3 connection (the only writer), WAL journal, `synchronous=FULL` (a commit
  * survives power loss, not only a process crash), `auto_vacuum=INCREMENTAL` set before the
- * first table exists so freed pages can be returned to the file system after a drain.
+ * first table exists so freed pages can be returned to the file system after a drain,
+ * `locking_mode=EXCLUSIVE` before the first access (no -shm file: the WAL index lives in the
+ * process). Beside it: `-wal`, and `-reserve` (SPOOL_RESERVE_BYTES of reserved space).
  *
  *     meta(k TEXT PRIMARY KEY, v TEXT)            -- schema_version
  *     state(k TEXT PRIMARY KEY, v TEXT)           -- StateStore: subscriptions, Sparkplug BIRTHs
@@ -40,7 +42,23 @@
  * ## Group commit
  * append() buffers entries; one transaction commits everything buffered after
  * SPOOL_COMMIT_LINGER_MS (or at once when 1000 are waiting). At FULL sync a single-row commit
- * costs an fsync; grouping makes that cost per batch, not per message.
+ * costs an fsync; grouping makes that cost per batch, not per message. While records are held
+ * back (below), an append never forces a commit: the 1 s retry or the next delete does.
+ *
+ * ## Holding records back
+ * A transaction is committed only if it fits: under SPOOL_MAX_BYTES (policy `block`; the drop
+ * policies drop instead) and above the free-space watermark of the file system (always like
+ * `block`, never a drop; see headroom.ts). What does not fit stays pending, unacknowledged, in
+ * order; the MQTT source stops reading once MAX_IN_FLIGHT_MESSAGES are unsettled, so the broker
+ * keeps the rest. `stats().heldBy` says why. A failed commit holds too (`write_error`) and is
+ * retried every second.
+ *
+ * ## A full file system
+ * The watermark keeps the spool from filling its file system itself. When something else fills
+ * it, deleting replayed rows and vacuuming first checkpoint (the WAL then starts over in the
+ * space it already has), then release the reserve file beside the spool; opening releases it
+ * too. A delete that still fails throws BRIDGE_ERR_SPOOL_DELETE and changes nothing: the replayer
+ * keeps the rows it delivered and does not send them again (replayer.ts).
  */
 import Database from 'better-sqlite3';
 import { mkdirSync, statSync } from 'node:fs';
@@ -49,7 +67,9 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import { BridgeError, describeError } from '../errors.js';
 import type { Pending } from '../kafka/types.js';
-import type { Spool, SpoolDeps, SpoolRow, SpoolStats, StateStore } from './types.js';
+import { FaultReporter } from '../observability/fault-reporter.js';
+import { Headroom, diskCost, type StatFs } from './headroom.js';
+import type { HoldReason, Spool, SpoolDeps, SpoolRow, SpoolStats, StateStore } from './types.js';
 
 const SCHEMA_VERSION = '1';
 const GROUP_MAX = 1000;
@@ -69,11 +89,68 @@ interface Row {
 
 export interface SqliteSpoolOptions extends SpoolDeps {
   readonly logger: Logger;
+  /** For tests: the size and free space of the spool's file system. Default: statfs. */
+  readonly statfs?: StatFs;
+  /** For tests: how long a fault must stay over before its end is logged (FaultReporter settleMs). */
+  readonly faultSettleMs?: number;
 }
 
 /** Opens (or creates) the spool. Throws BRIDGE_ERR_SPOOL_OPEN with the way out when it cannot. */
 export function openSqliteSpool(config: Config['spool'], opts: SqliteSpoolOptions): Spool {
   return new SqliteSpool(config, opts);
+}
+
+/** SQLITE_FULL, or an I/O error (on some file systems a full disk surfaces as SQLITE_IOERR_*). */
+export function isDiskError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && (code === 'SQLITE_FULL' || code.startsWith('SQLITE_IOERR'));
+}
+
+interface Opened {
+  readonly db: Database.Database;
+  readonly rows: number;
+  readonly bytes: number;
+}
+
+/** Opens the database with the spool's settings; closes it again if any step fails. */
+function openDatabase(path: string): Opened {
+  // A short busy timeout: the only other holder of the lock would be a second bridge.
+  const db = new Database(path, { timeout: 1000 });
+  try {
+    // EXCLUSIVE before the first access: in WAL mode the WAL index then lives in this process
+    // instead of a memory-mapped -shm file (creating one on a full file system fails, and a
+    // mapped page there can fault), and the first write below takes the lock for the life of
+    // the connection, so a second process on the same file fails (SQLITE_BUSY) instead of
+    // replaying the same rows twice.
+    db.pragma('locking_mode = EXCLUSIVE');
+    // auto_vacuum only takes effect before the first table is created.
+    db.pragma('auto_vacuum = INCREMENTAL');
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.exec(`
+      CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS state (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS records (
+        row_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        msg_id TEXT NOT NULL,
+        key_hash INTEGER NOT NULL,
+        topic TEXT NOT NULL,
+        key TEXT,
+        value BLOB NOT NULL,
+        headers TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        bytes INTEGER NOT NULL
+      );`);
+    const version = db.prepare('SELECT v FROM meta WHERE k = ?').pluck().get('schema_version') as string | undefined;
+    if (version === undefined) db.prepare('INSERT INTO meta (k, v) VALUES (?, ?)').run('schema_version', SCHEMA_VERSION);
+    else db.prepare('UPDATE meta SET v = ? WHERE k = ?').run(version, 'schema_version');
+    if (version !== undefined && version !== SCHEMA_VERSION) throw new Error(`spool schema version ${version} is not supported (expected ${SCHEMA_VERSION})`);
+    const totals = db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM records').get() as { n: number; b: number };
+    return { db, rows: totals.n, bytes: totals.b };
+  } catch (err) {
+    db.close();
+    throw err;
+  }
 }
 
 class SqliteSpool implements Spool {
@@ -82,12 +159,19 @@ class SqliteSpool implements Spool {
   private readonly insert: Database.Statement;
   private readonly stmts: Record<'read' | 'sumRange' | 'deleteRange' | 'oldest', Database.Statement>;
   private readonly insertMany: (entries: readonly Pending[]) => void;
+  private readonly headroom: Headroom;
+  /** Commits failing (disk, I/O). */
+  private readonly commitFault: FaultReporter;
+  /** Records held back by the free-space watermark (a state, reported like a fault). */
+  private readonly diskFault: FaultReporter;
+  /** Records held back by SPOOL_MAX_BYTES under the block policy. */
+  private readonly fullFault: FaultReporter;
   private pending: Pending[] = [];
   private timer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private rows = 0;
   private bytes = 0;
-  private blocked = false;
+  private heldBy: HoldReason | undefined;
   private closed = false;
   readonly state: StateStore;
 
@@ -96,49 +180,59 @@ class SqliteSpool implements Spool {
     private readonly deps: SqliteSpoolOptions,
   ) {
     this.log = deps.logger.child({ component: 'spool' });
+    const settleMs = deps.faultSettleMs;
+    this.commitFault = new FaultReporter({
+      logger: this.log,
+      fault: 'spool_commit',
+      level: 'error',
+      settleMs,
+      startMsg: 'spool commit failed; records held (not acknowledged) and retried every second; check free disk space',
+      summaryMsg: 'spool commits still failing; records held (not acknowledged)',
+      endMsg: 'spool commits succeed again',
+    });
+    this.diskFault = new FaultReporter({
+      logger: this.log,
+      fault: 'spool_disk_low',
+      level: 'error',
+      settleMs,
+      startMsg: "spool file system below its free-space watermark: new records held back (not acknowledged; the broker keeps them) until there is room; replay goes on",
+      summaryMsg: 'spool file system still below its free-space watermark',
+      endMsg: 'spool file system has room again: taking records',
+    });
+    this.fullFault = new FaultReporter({
+      logger: this.log,
+      fault: 'spool_full',
+      level: 'warn',
+      settleMs,
+      startMsg: 'spool reached SPOOL_MAX_BYTES: new records held back (SPOOL_FULL_POLICY=block; not acknowledged, the broker keeps them) until replay makes room',
+      summaryMsg: 'spool still at SPOOL_MAX_BYTES',
+      endMsg: 'spool below SPOOL_MAX_BYTES again: taking records',
+    });
+    this.headroom = new Headroom(
+      { dir: dirname(config.path), reservePath: `${config.path}-reserve`, minFreeBytes: config.minFreeBytes, minFreePercent: config.minFreePercent, reserveBytes: config.reserveBytes },
+      { statfs: deps.statfs },
+    );
+    let opened: Opened;
     try {
       mkdirSync(dirname(config.path), { recursive: true });
-      // A short busy timeout: the only other holder of the lock would be a second bridge.
-      this.db = new Database(config.path, { timeout: 1000 });
-      // auto_vacuum only takes effect before the first table is created.
-      this.db.pragma('auto_vacuum = INCREMENTAL');
-      this.db.pragma('journal_mode = WAL');
-      this.db.pragma('synchronous = FULL');
-      // One bridge per spool: with EXCLUSIVE locking the first write below takes the lock for
-      // the life of the connection, so a second process on the same file fails here (SQLITE_BUSY)
-      // instead of replaying the same rows twice.
-      this.db.pragma('locking_mode = EXCLUSIVE');
-      this.db.exec(`
-        CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
-        CREATE TABLE IF NOT EXISTS state (k TEXT PRIMARY KEY, v TEXT NOT NULL);
-        CREATE TABLE IF NOT EXISTS records (
-          row_id INTEGER PRIMARY KEY AUTOINCREMENT,
-          msg_id TEXT NOT NULL,
-          key_hash INTEGER NOT NULL,
-          topic TEXT NOT NULL,
-          key TEXT,
-          value BLOB NOT NULL,
-          headers TEXT NOT NULL,
-          received_at INTEGER NOT NULL,
-          bytes INTEGER NOT NULL
-        );`);
-      const version = this.db.prepare('SELECT v FROM meta WHERE k = ?').pluck().get('schema_version') as string | undefined;
-      if (version === undefined) this.db.prepare('INSERT INTO meta (k, v) VALUES (?, ?)').run('schema_version', SCHEMA_VERSION);
-      else this.db.prepare('UPDATE meta SET v = ? WHERE k = ?').run(version, 'schema_version');
-      if (version !== undefined && version !== SCHEMA_VERSION) throw new Error(`spool schema version ${version} is not supported (expected ${SCHEMA_VERSION})`);
-      const totals = this.db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM records').get() as { n: number; b: number };
-      this.rows = totals.n;
-      this.bytes = totals.b;
+      opened = this.openWithRoom();
     } catch (err) {
+      const space = this.headroom.space();
+      const full = isDiskError(err)
+        ? ` The spool's file system has ${space.freeBytes} bytes free: free some space on it or grow the volume (the bridge keeps a reserve file, ${config.path}-reserve, for this case unless SPOOL_RESERVE_BYTES=0).`
+        : '';
       throw new BridgeError(
         'BRIDGE_ERR_SPOOL_OPEN',
-        `cannot open spool ${config.path}: ${describeError(err)}. The file was left untouched. ` +
+        `cannot open spool ${config.path}: ${describeError(err)}. The file was left untouched.${full} ` +
           `If another bridge uses this file (SQLITE_BUSY), give each instance its own SPOOL_PATH. ` +
           `If it is corrupt, stop the bridge, move it aside (mv ${config.path} ${config.path}.broken) together with its -wal and -shm files, ` +
           `and start again with an empty spool; the records in the old file can still be read with sqlite3.`,
         { cause: err },
       );
     }
+    this.db = opened.db;
+    this.rows = opened.rows;
+    this.bytes = opened.bytes;
     this.insert = this.db.prepare(
       'INSERT INTO records (msg_id, key_hash, topic, key, value, headers, received_at, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
     );
@@ -156,11 +250,42 @@ class SqliteSpool implements Spool {
     });
     this.state = stateStore(this.db);
     if (this.rows > 0) this.log.info({ rows: this.rows, bytes: this.bytes, path: config.path }, 'spool holds records from an earlier run; they are replayed first');
+    this.startDiskWatch();
+  }
+
+  /** Opens the database; on a full file system releases the reserve file and tries once more. */
+  private openWithRoom(): Opened {
+    try {
+      return openDatabase(this.config.path);
+    } catch (err) {
+      if (!isDiskError(err) || !this.headroom.releaseReserve()) throw err;
+      this.log.warn({ err: describeError(err), reserveBytes: this.config.reserveBytes }, 'spool file system full: released the reserve file to open the spool');
+      return openDatabase(this.config.path);
+    }
+  }
+
+  /** At open: write the reserve if it is missing, say when the settings can never work, hold records if there is no room. */
+  private startDiskWatch(): void {
+    const space = this.headroom.space();
+    const view = this.headroom.view(space);
+    if (this.headroom.impossible(space)) {
+      this.log.error(
+        { sizeBytes: space.sizeBytes, minFreeBytes: view.minFreeBytes, reserveBytes: this.config.reserveBytes },
+        'the free-space watermark (SPOOL_MIN_FREE_BYTES / SPOOL_MIN_FREE_PERCENT) plus SPOOL_RESERVE_BYTES do not fit in the spool file system: the spool can never take records',
+      );
+    }
+    if (this.config.reserveBytes > 0 && !this.headroom.ensureReserve()) {
+      this.log.warn({ freeBytes: space.freeBytes, reserveBytes: this.config.reserveBytes }, 'no room for the spool reserve file yet; records are held back until it can be written');
+    }
+    if (this.headroom.room(false) <= 0) this.hold('disk_low');
   }
 
   append(entries: readonly Pending[]): void {
     if (this.closed) throw new BridgeError('BRIDGE_ERR_CLOSED', 'spool closed');
     for (const e of entries) this.pending.push(e);
+    // While records are held back, the retry timer (or a delete making room) commits: an
+    // append must not force a commit then, or every batch of appends would retry at once.
+    if (this.heldBy !== undefined) return;
     if (this.pending.length >= GROUP_MAX) this.commit();
     else this.timer ??= setTimeout(() => this.commit(), this.config.commitLingerMs);
   }
@@ -177,29 +302,61 @@ class SqliteSpool implements Spool {
     } catch (err) {
       // Rolled back: put the batch back in front, acknowledge nothing, retry later.
       this.pending = batch.concat(this.pending);
-      this.setBlocked(true);
-      this.deps.onWriteError(err);
-      this.scheduleRetry();
+      this.writeFailed(err, batch.length);
       return;
     }
+    this.commitFault.ok();
     this.rows += batch.length;
     for (const e of batch) this.bytes += e.bytes;
-    if (this.pending.length === 0) this.setBlocked(false);
+    if (this.pending.length === 0 || this.heldBy === 'write_error') this.hold(undefined);
     this.deps.onCommitted(batch);
-    if (this.pending.length > 0) this.timer ??= setTimeout(() => this.commit(), 0);
+    if (this.pending.length > 0 && this.heldBy === undefined) this.timer ??= setTimeout(() => this.commit(), 0);
   }
 
-  /** Takes from `pending` what may be committed now, honouring SPOOL_MAX_BYTES and the policy. */
+  private writeFailed(err: unknown, records: number): void {
+    this.deps.onWriteError(err);
+    this.commitFault.fail(err, { fields: { records, pending: this.pending.length } });
+    this.hold('write_error');
+    this.scheduleRetry();
+  }
+
+  /**
+   * Takes from `pending` what may be committed now: what leaves the file system above its
+   * watermark (always like the block policy: what does not fit waits, in order), then what
+   * SPOOL_MAX_BYTES and its policy allow.
+   */
   private admit(): Pending[] {
+    let take = this.pending.splice(0, GROUP_MAX);
+    // Minus the WAL: its frames not yet checkpointed may still grow the database by as much.
+    const room = this.headroom.room(this.heldBy === 'disk_low') - this.walBytes();
+    let cost = 0;
+    let n = 0;
+    for (; n < take.length; n++) {
+      const c = diskCost(take[n]!.bytes);
+      if (cost + c > room) break;
+      cost += c;
+    }
+    if (n < take.length) {
+      this.pending = take.slice(n).concat(this.pending);
+      take = take.slice(0, n);
+      this.hold('disk_low');
+      if (take.length === 0) return [];
+    }
+
     const max = this.config.maxBytes;
-    const take = this.pending.splice(0, GROUP_MAX);
     let incoming = 0;
     for (const e of take) incoming += e.bytes;
     if (this.bytes + incoming <= max) return take;
 
     switch (this.config.fullPolicy) {
       case 'drop_oldest': {
-        this.dropOldest(this.bytes + incoming - max);
+        try {
+          this.dropOldest(this.bytes + incoming - max);
+        } catch (err) {
+          this.pending = take.concat(this.pending);
+          this.writeFailed(err, take.length);
+          return [];
+        }
         return take;
       }
       case 'drop_newest': {
@@ -227,7 +384,7 @@ class SqliteSpool implements Spool {
         }
         // Order matters: what does not fit waits, and everything after it waits too.
         this.pending = take.slice(i).concat(this.pending);
-        if (this.pending.length > 0) this.setBlocked(true);
+        if (this.pending.length > 0 && this.heldBy !== 'disk_low') this.hold('max_bytes');
         return fits;
       }
     }
@@ -249,29 +406,83 @@ class SqliteSpool implements Spool {
       }
     }
     if (last < 0) return;
-    this.deleteRangeInternal(0, last, freed, dropped.length);
+    this.withRoom('delete', () => this.stmts.deleteRange.run(0, last));
+    this.rows -= dropped.length;
+    this.bytes -= freed;
     this.deps.onDroppedRows(dropped, 'spool_full_oldest');
   }
 
-  private deleteRangeInternal(first: number, last: number, bytes: number, count: number): void {
-    this.stmts.deleteRange.run(first, last);
-    this.rows -= count;
-    this.bytes -= bytes;
+  /**
+   * Runs a write that frees space (delete, vacuum). On a full file system: checkpoint, so the
+   * WAL starts over in the space it already has, and try again; then release the reserve file
+   * and try again; then throw BRIDGE_ERR_SPOOL_DELETE. A failed attempt rolled back: nothing
+   * changed.
+   */
+  private withRoom<T>(what: 'delete' | 'vacuum', fn: () => T): T {
+    const fail = (err: unknown): BridgeError =>
+      err instanceof BridgeError ? err : new BridgeError('BRIDGE_ERR_SPOOL_DELETE', `cannot ${what} spool rows: ${describeError(err)}`, { cause: err });
+    let first: unknown;
+    try {
+      return fn();
+    } catch (err) {
+      if (!isDiskError(err)) throw fail(err);
+      first = err;
+    }
+    this.log.debug({ err: describeError(first), what }, 'spool file system full: checkpointing so the WAL starts over, then trying again');
+    try {
+      this.db.pragma('wal_checkpoint(PASSIVE)');
+      return fn();
+    } catch (err) {
+      if (!isDiskError(err)) throw fail(err);
+    }
+    if (!this.headroom.releaseReserve()) throw fail(first);
+    this.log.warn({ err: describeError(first), reserveBytes: this.config.reserveBytes, what }, 'spool file system full: released the reserve file to delete replayed records; records are held back until it is written again');
+    // Its space is for draining: no records go in until the reserve is back.
+    this.hold('disk_low');
+    try {
+      this.db.pragma('wal_checkpoint(PASSIVE)');
+    } catch {
+      // the retry below tells
+    }
+    try {
+      return fn();
+    } catch (err) {
+      throw fail(err);
+    }
   }
 
   private scheduleRetry(): void {
     if (this.retryTimer || this.closed) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
+      this.checkDisk();
       this.commit();
     }, RETRY_MS);
+    this.retryTimer.unref();
   }
 
-  private setBlocked(b: boolean): void {
-    if (this.blocked !== b) {
-      this.blocked = b;
-      this.log.warn({ rows: this.rows, bytes: this.bytes, pending: this.pending.length }, b ? 'spool blocked: holding new records back' : 'spool accepting again');
+  /** While held for lack of space: write the reserve again once there is room, and take records again once the watermark allows. */
+  private checkDisk(): void {
+    if (this.closed) return;
+    if (!this.headroom.reservePresent && this.headroom.ensureReserve()) {
+      this.log.info({ reserveBytes: this.config.reserveBytes }, 'spool reserve file written again');
     }
+    if (this.heldBy === 'disk_low' && this.pending.length === 0 && this.headroom.room(true) > 0) this.hold(undefined);
+    if (this.heldBy === 'disk_low') this.scheduleRetry();
+  }
+
+  private hold(reason: HoldReason | undefined): void {
+    const prev = this.heldBy;
+    if (prev === reason) return;
+    this.heldBy = reason;
+    const fields = { rows: this.rows, bytes: this.bytes, pending: this.pending.length };
+    if (prev === 'disk_low') this.diskFault.ok('default', { ...fields, ...this.headroom.view() });
+    if (prev === 'max_bytes') this.fullFault.ok('default', fields);
+    if (reason === 'disk_low') {
+      this.diskFault.fail(undefined, { fields: { ...fields, ...this.headroom.view() } });
+      this.scheduleRetry();
+    }
+    if (reason === 'max_bytes') this.fullFault.fail(undefined, { fields: { ...fields, maxBytes: this.config.maxBytes } });
   }
 
   read(afterRowId: number, limit: number, maxBytes: number): SpoolRow[] {
@@ -295,9 +506,22 @@ class SqliteSpool implements Spool {
 
   deleteRange(firstRowId: number, lastRowId: number): void {
     const t = this.stmts.sumRange.get(firstRowId, lastRowId) as { n: number; b: number };
-    this.deleteRangeInternal(firstRowId, lastRowId, t.b, t.n);
-    // Room was made: records held back by the block policy may go in now.
-    if (this.pending.length > 0) this.commit();
+    this.withRoom('delete', () => this.stmts.deleteRange.run(firstRowId, lastRowId));
+    this.rows -= t.n;
+    this.bytes -= t.b;
+    // Room was made under SPOOL_MAX_BYTES: records held back by the block policy may go in now.
+    // (Deleted pages go to SQLite's free list, not the file system: a watermark hold waits for compact().)
+    if (this.heldBy === 'max_bytes') this.commit();
+  }
+
+  takeHeld(): Pending[] {
+    if (this.rows > 0 || this.pending.length === 0) return [];
+    const held = this.pending;
+    this.pending = [];
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.heldBy === 'max_bytes' || this.heldBy === 'write_error') this.hold(undefined);
+    return held;
   }
 
   expire(nowMs: number): number {
@@ -307,15 +531,19 @@ class SqliteSpool implements Spool {
     if (old.length === 0) return 0;
     const del = this.db.prepare('DELETE FROM records WHERE row_id = ?');
     let bytes = 0;
-    this.db.transaction(() => {
-      for (const r of old) {
-        del.run(r.row_id);
-        bytes += r.bytes;
-      }
-    })();
+    this.withRoom('delete', () =>
+      this.db.transaction(() => {
+        bytes = 0;
+        for (const r of old) {
+          del.run(r.row_id);
+          bytes += r.bytes;
+        }
+      })(),
+    );
     this.rows -= old.length;
     this.bytes -= bytes;
     this.deps.onDroppedRows(old.map((r) => ({ topic: r.topic, key: r.key })), 'spool_max_age');
+    if (this.heldBy === 'max_bytes') this.commit();
     return old.length;
   }
 
@@ -323,13 +551,30 @@ class SqliteSpool implements Spool {
     while (this.pending.length > 0 && !this.closed) {
       const before = this.pending.length;
       this.commit();
-      if (this.pending.length >= before) break; // blocked or failing: leave it to the broker's redelivery
+      if (this.pending.length >= before) break; // held back or failing: leave it to the broker's redelivery
     }
   }
 
   stats(): SpoolStats {
     const oldest = this.rows > 0 ? (this.stmts.oldest.get() as number | undefined) : undefined;
-    return { rows: this.rows, bytes: this.bytes, oldestReceivedAtMs: oldest, pending: this.pending.length, blocked: this.blocked, fileBytes: this.fileBytes() };
+    return {
+      rows: this.rows,
+      bytes: this.bytes,
+      oldestReceivedAtMs: oldest,
+      pending: this.pending.length,
+      blocked: this.heldBy !== undefined,
+      heldBy: this.heldBy,
+      fileBytes: this.fileBytes(),
+      disk: this.headroom.view(),
+    };
+  }
+
+  private walBytes(): number {
+    try {
+      return statSync(`${this.config.path}-wal`).size;
+    } catch {
+      return 0;
+    }
   }
 
   private fileBytes(): number {
@@ -346,11 +591,15 @@ class SqliteSpool implements Spool {
 
   compact(): void {
     try {
-      this.db.pragma('incremental_vacuum');
-      if (this.rows === 0) this.db.pragma('wal_checkpoint(TRUNCATE)');
+      this.withRoom('vacuum', () => this.db.exec('PRAGMA incremental_vacuum'));
+      // The vacuum's truncation of the file reaches the file system at the checkpoint.
+      this.db.pragma(this.rows === 0 ? 'wal_checkpoint(TRUNCATE)' : 'wal_checkpoint(PASSIVE)');
     } catch (err) {
-      this.log.warn({ err: describeError(err) }, 'spool compaction failed; will retry');
+      // Tried again after the next drain; a file system that stays low is reported by the watermark.
+      this.log.info({ err: describeError(err) }, 'spool compaction failed; will retry after the next drain');
     }
+    // Space may have come back: write the reserve again, take records again.
+    this.checkDisk();
   }
 
   close(): void {
@@ -359,6 +608,7 @@ class SqliteSpool implements Spool {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    for (const f of [this.commitFault, this.diskFault, this.fullFault]) f.close();
     if (this.pending.length > 0) this.log.warn({ pending: this.pending.length }, 'closing spool with uncommitted records; they were not acknowledged and the broker redelivers them');
     try {
       this.db.pragma('wal_checkpoint(TRUNCATE)');

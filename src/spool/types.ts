@@ -23,6 +23,30 @@ export interface SpoolStats {
   readonly blocked: boolean;
   /** Size of the database file plus WAL, in bytes. */
   readonly fileBytes: number;
+  /** Why the spool takes no records while `blocked` (undefined when it takes them). */
+  readonly heldBy?: HoldReason | undefined;
+  /** The spool's file system: free space, watermark, reserve (undefined for spools without one). */
+  readonly disk?: DiskView | undefined;
+}
+
+/**
+ * Why new records are held back (not committed, not acknowledged; the broker keeps the rest):
+ * `max_bytes` SPOOL_MAX_BYTES reached under SPOOL_FULL_POLICY=block; `disk_low` the file
+ * system is below its free-space watermark (or the reserve file is released); `write_error`
+ * commits fail (I/O error, or a full file system the watermark did not foresee).
+ */
+export type HoldReason = 'max_bytes' | 'disk_low' | 'write_error';
+
+/** The spool's file system as the spool sees it. */
+export interface DiskView {
+  /** Bytes available to an unprivileged user (statfs bavail × bsize). */
+  readonly freeBytes: number;
+  /** Size of the file system. */
+  readonly sizeBytes: number;
+  /** The free-space watermark in bytes: max(SPOOL_MIN_FREE_BYTES, SPOOL_MIN_FREE_PERCENT of sizeBytes). */
+  readonly minFreeBytes: number;
+  /** Size of the reserve file present (0 when released or SPOOL_RESERVE_BYTES=0). */
+  readonly reserveBytes: number;
 }
 
 /** Why records were dropped (a metric label). */
@@ -63,8 +87,18 @@ export interface Spool {
   append(entries: readonly Pending[]): void;
   /** Rows with rowId > afterRowId in rowId order, at most `limit` rows / about `maxBytes` bytes. */
   read(afterRowId: number, limit: number, maxBytes: number): SpoolRow[];
-  /** Deletes rows firstRowId..lastRowId (inclusive) after Kafka acknowledged them. */
+  /**
+   * Deletes rows firstRowId..lastRowId (inclusive) after Kafka acknowledged them. On a full file
+   * system it makes room first (checkpoint, then the reserve file); throws BRIDGE_ERR_SPOOL_DELETE
+   * when the rows could still not be deleted (they stay; nothing else changed).
+   */
   deleteRange(firstRowId: number, lastRowId: number): void;
+  /**
+   * Removes and returns the records held back (appended, not committed) — only when the spool
+   * holds no rows, so they are the oldest records of their keys and the caller may write them
+   * to Kafka directly. Returns [] while rows remain.
+   */
+  takeHeld(): Pending[];
   /** Drops rows older than SPOOL_MAX_AGE_MS (if set); returns how many. */
   expire(nowMs: number): number;
   /** Commits what is pending now (used at shutdown). */

@@ -17,6 +17,8 @@ export interface BadgeRunOptions {
   qos?: 0 | 1;
   /** Publisher keeps a persistent session (fixed client id, clean: false), so its unacknowledged publishes are resent after a broker restart. */
   persistentSession?: boolean;
+  /** Pads each JSON payload with a `pad` field to about this many bytes (to fill a spool quickly). */
+  payloadBytes?: number;
 }
 
 export const badgeId = (i: number): string => `badge-${String(i).padStart(4, '0')}`;
@@ -41,7 +43,9 @@ export async function publishBadges(opts: BadgeRunOptions): Promise<number> {
     for (let seq = 0; seq < opts.perBadge; seq++) {
       for (let b = 0; b < opts.badges; b++) {
         const id = badgeId(b);
-        const p = client.publishAsync(topic(id), JSON.stringify({ badge_id: id, seq, ts: Date.now() / 1000 }), { qos: opts.qos ?? 1 });
+        const body: Record<string, unknown> = { badge_id: id, seq, ts: Date.now() / 1000 };
+        if (opts.payloadBytes) body.pad = 'x'.repeat(Math.max(0, opts.payloadBytes - JSON.stringify(body).length - 10));
+        const p = client.publishAsync(topic(id), JSON.stringify(body), { qos: opts.qos ?? 1 });
         inflight.add(p);
         void p.finally(() => inflight.delete(p));
         n++;

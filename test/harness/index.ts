@@ -55,3 +55,4 @@ export {
   type RuleState,
 } from './prometheus.js';
 export { EdgeNode, DataType, encodePayload, metric, packArray, valueField, type EdgeNodeOptions, type PbObject, type SimMetric } from './sparkplug.js';
+export { mountSmallFs, smallFsUnavailable, type SmallFs } from './small-fs.js';

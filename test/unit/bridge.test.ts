@@ -176,6 +176,7 @@ function harness(env: Record<string, string> = {}, transform?: Transform) {
         },
         stats: () => real.stats(),
         compact: () => real.compact(),
+        takeHeld: () => real.takeHeld(),
         state: real.state,
         close: () => {
           world.events.push('spool.close');

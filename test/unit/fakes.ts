@@ -2,6 +2,7 @@
 // (writer-pool, replayer, bridge). Not a test file itself: vitest only collects *.test.ts.
 
 import { MultipleErrors, NetworkError, ResponseError } from '@platformatic/kafka';
+import pino from 'pino';
 import type { Config } from '../../src/config/types.js';
 import type { KafkaProducerClient, OutRecord } from '../../src/kafka/types.js';
 import type { Telemetry } from '../../src/observability/telemetry.js';
@@ -152,4 +153,27 @@ export class MemoryState implements StateStore {
   list(prefix: string): [string, string][] {
     return [...this.map].filter(([k]) => k.startsWith(prefix)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   }
+}
+
+// --- logs --------------------------------------------------------------------------------
+
+/** One JSON log line as pino writes it (level as its label). */
+export interface LogLine {
+  level: string;
+  msg: string;
+  component?: string;
+  fault?: string;
+  failures?: number;
+  sinceLastLine?: number;
+  lastErr?: string;
+  err?: string;
+  durationMs?: number;
+  [k: string]: unknown;
+}
+
+/** A pino logger writing JSON lines into an array (synchronously), with level labels. */
+export function captureLogger(level = 'debug'): { logger: pino.Logger; lines: LogLine[]; atLeastWarn: () => LogLine[] } {
+  const lines: LogLine[] = [];
+  const logger = pino({ level, formatters: { level: (label) => ({ level: label }) } }, { write: (s: string) => void lines.push(JSON.parse(s) as LogLine) });
+  return { logger, lines, atLeastWarn: () => lines.filter((l) => l.level === 'warn' || l.level === 'error' || l.level === 'fatal') };
 }

@@ -6,11 +6,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.js';
 import { fnv1a } from '../../src/kafka/hash.js';
 import { Replayer } from '../../src/kafka/replayer.js';
+import { kafkaWriteFault } from '../../src/kafka/writer-pool.js';
 import type { Pending, WriteErrorKind } from '../../src/kafka/types.js';
 import { Telemetry } from '../../src/observability/telemetry.js';
 import { openSqliteSpool } from '../../src/spool/sqlite-spool.js';
 import type { DropReason, Spool, SpoolRow } from '../../src/spool/types.js';
-import { connectionError, FakeClient, ids, kafkaConfig, metric, recIds, tick, tooLarge } from './fakes.js';
+import { captureLogger, connectionError, FakeClient, ids, kafkaConfig, metric, recIds, tick, tooLarge } from './fakes.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -52,6 +53,10 @@ interface HarnessOptions {
   spooling?: boolean;
   /** Wraps the real spool (to inject faults). */
   wrapSpool?: (s: Spool) => Spool;
+  /** The spool's file system (default: the real one, with no watermark). */
+  statfs?: () => { freeBytes: number; sizeBytes: number };
+  /** Logger of the replayer (default silent). */
+  logger?: pino.Logger;
 }
 
 function harness(opts: HarnessOptions = {}) {
@@ -65,11 +70,17 @@ function harness(opts: HarnessOptions = {}) {
     fullPolicy: 'block',
     // Long linger: nothing commits behind the test's back; tests flush explicitly.
     commitLingerMs: 1000,
+    minFreeBytes: 0,
+    minFreePercent: 0,
+    reserveBytes: 0,
     ...opts.spool,
   };
   const droppedRows: { key: string | null; reason: DropReason }[] = [];
+  const log = opts.logger ?? logger;
   const real = openSqliteSpool(spoolConfig, {
-    logger,
+    logger: log,
+    statfs: opts.statfs,
+    faultSettleMs: 0,
     onCommitted: () => undefined,
     onDroppedPending: () => undefined,
     onDroppedRows: (rows, reason) => droppedRows.push(...rows.map((r) => ({ key: r.key, reason }))),
@@ -80,16 +91,20 @@ function harness(opts: HarnessOptions = {}) {
   const client = new FakeClient();
   const telemetry = new Telemetry(logger, { defaultMetrics: false });
   const drained: { rows: number; pending: number; sent: number }[] = [];
+  const heldToKafka: Pending[][] = [];
   const rejected: { row: SpoolRow; kind: WriteErrorKind }[] = [];
   let spooling = opts.spooling ?? true;
   const replayer = new Replayer(
     { spool: spoolConfig, kafka: kafkaConfig({ batchMaxMessages: 2, ...opts.kafka }) },
     {
-      logger,
+      logger: log,
       telemetry,
       client,
       spool,
-      onDrained: () => {
+      kafkaFault: kafkaWriteFault(log, { settleMs: 0 }),
+      faultSettleMs: 0,
+      onDrained: (held) => {
+        if (held.length > 0) heldToKafka.push([...held]);
         const s = real.stats();
         drained.push({ rows: s.rows, pending: s.pending, sent: client.acked.flat().length });
         spooling = false;
@@ -105,7 +120,7 @@ function harness(opts: HarnessOptions = {}) {
     real.append(es);
     real.flush();
   };
-  return { replayer, spool: real, client, telemetry, drained, rejected, droppedRows, fill };
+  return { replayer, spool: real, spoolConfig, client, telemetry, drained, heldToKafka, rejected, droppedRows, fill };
 }
 
 const spooledIds = (s: Spool): string[] => s.read(0, 1e6, 1e12).map((r) => r.id);
@@ -333,32 +348,156 @@ describe('replayer: max age', () => {
 });
 
 describe('replayer: spool faults', () => {
-  // BUG (src/kafka/replayer.ts, run()): only probe() and send() are guarded. An exception from the
-  // spool inside a run - deleteRange/read/expire hitting SQLITE_FULL or SQLITE_IOERR on a full or
-  // failing disk - rejects runOnce(). The timer calls it as `void this.runOnce()` and nothing in
-  // src/ handles 'unhandledRejection', so Node 20 exits the process; on restart the same rows are
-  // replayed and the same delete fails again: a crash loop on a full disk, which DESIGN §2.5
-  // forbids ("disk full ... never by a crash loop"). Expected: the run ends as 'failed' and the
-  // rows stay for the next run. Remove `.fails` once fixed.
+  /** The real spool, with deleteRange failing (SQLITE_FULL, as on a full file system) while `failing()` says so. */
+  const failingDeletes = (failing: () => boolean, calls: { n: number }) => (s: Spool): Spool => ({
+    append: (es) => s.append(es),
+    read: (after, limit, maxBytes) => s.read(after, limit, maxBytes),
+    deleteRange: (a, b) => {
+      calls.n++;
+      if (failing()) throw Object.assign(new Error('database or disk is full'), { name: 'SqliteError', code: 'SQLITE_FULL' });
+      s.deleteRange(a, b);
+    },
+    expire: (now) => s.expire(now),
+    flush: () => s.flush(),
+    stats: () => s.stats(),
+    compact: () => s.compact(),
+    takeHeld: () => s.takeHeld(),
+    state: s.state,
+    close: () => s.close(),
+  });
+
   it('ends the run as failed (instead of rejecting) when the spool throws SQLITE_FULL while deleting a replayed page', async () => {
-    const h = harness({
-      wrapSpool: (s): Spool => ({
-        append: (es) => s.append(es),
-        read: (after, limit, maxBytes) => s.read(after, limit, maxBytes),
-        deleteRange: () => {
-          throw Object.assign(new Error('database or disk is full'), { name: 'SqliteError', code: 'SQLITE_FULL' });
-        },
-        expire: (now) => s.expire(now),
-        flush: () => s.flush(),
-        stats: () => s.stats(),
-        compact: () => s.compact(),
-        state: s.state,
-        close: () => s.close(),
-      }),
-    });
+    const h = harness({ wrapSpool: failingDeletes(() => true, { n: 0 }) });
     h.fill([entry(), entry()]);
     await expect(h.replayer.runOnce()).resolves.toBeUndefined();
     expect(h.spool.stats().rows).toBe(2);
     expect(await metric(h.telemetry, 'spool_replay_runs_total', { result: 'failed' })).toBe(1);
+    expect(await metric(h.telemetry, 'spool_delete_errors_total')).toBe(1);
+  });
+
+  it('never sends a page Kafka acknowledged again: a failed delete stops the run, later runs retry only the delete, then go on', async () => {
+    let failing = true;
+    const deletes = { n: 0 };
+    const h = harness({ kafka: { batchMaxMessages: 2 }, wrapSpool: failingDeletes(() => failing, deletes) });
+    const es = Array.from({ length: 5 }, () => entry());
+    h.fill(es);
+
+    await h.replayer.runOnce();
+    expect(h.client.batches.map(recIds)).toEqual([ids(es.slice(0, 2))]); // stopped after the failed delete
+    expect(h.client.probes).toBe(1);
+    // The disk stays full for 20 more intervals: nothing is sent (not even probed), the delete is retried.
+    for (let i = 0; i < 20; i++) await h.replayer.runOnce();
+    expect(h.client.batches).toHaveLength(1);
+    expect(h.client.probes).toBe(1);
+    expect(deletes.n).toBe(21);
+    expect(h.spool.stats().rows).toBe(5);
+    expect(await metric(h.telemetry, 'spool_replay_runs_total', { result: 'failed' })).toBe(21);
+    expect(await metric(h.telemetry, 'spool_delete_errors_total')).toBe(21);
+    expect(h.drained).toEqual([]);
+
+    failing = false;
+    await h.replayer.runOnce();
+    expect(h.client.batches.map(recIds)).toEqual([ids(es.slice(0, 2)), ids(es.slice(2, 4)), ids(es.slice(4))]);
+    const sent = h.client.acked.flat().map((r) => r.headers['mqtt.message_id']);
+    expect(sent).toEqual(ids(es)); // each exactly once
+    expect(h.spool.stats().rows).toBe(0);
+    expect(h.drained).toHaveLength(1);
+  });
+
+  it('logs the failing deletes as one error line while they last and one line when they succeed, not one per run', async () => {
+    let failing = true;
+    const cap = captureLogger();
+    const h = harness({ wrapSpool: failingDeletes(() => failing, { n: 0 }), logger: cap.logger });
+    h.fill([entry(), entry()]);
+    for (let i = 0; i < 30; i++) await h.replayer.runOnce();
+    failing = false;
+    await h.replayer.runOnce();
+    const mine = cap.lines.filter((l) => l.fault === 'spool_delete');
+    expect(mine.map((l) => l.level)).toEqual(['error', 'info']);
+    expect(mine[1]!.failures).toBe(30);
+    expect(cap.atLeastWarn()).toHaveLength(1);
+  });
+
+  it('deletes the delivered rows at stop() when it can, so a restart does not send them again', async () => {
+    let failing = true;
+    const h = harness({ wrapSpool: failingDeletes(() => failing, { n: 0 }) });
+    h.fill([entry(), entry()]);
+    await h.replayer.runOnce();
+    expect(h.spool.stats().rows).toBe(2);
+    failing = false;
+    await h.replayer.stop();
+    expect(h.spool.stats().rows).toBe(0);
+    expect(h.client.batches).toHaveLength(1);
+  });
+
+  it('after a restart, rows whose delete failed are sent again (same message ids): the only way a replayed page repeats', async () => {
+    const h = harness({ wrapSpool: failingDeletes(() => true, { n: 0 }) });
+    const es = [entry(), entry()];
+    h.fill(es);
+    await h.replayer.runOnce();
+    const client = new FakeClient();
+    const again = new Replayer(
+      { spool: h.spoolConfig, kafka: kafkaConfig({ batchMaxMessages: 2 }) },
+      { logger, telemetry: h.telemetry, client, spool: h.spool, onDrained: () => undefined, spooling: () => true, onRejected: async () => undefined },
+    );
+    replayers.push({ replayer: again, client });
+    await again.runOnce();
+    expect(client.acked.flat().map((r) => r.headers['mqtt.message_id'])).toEqual(ids(es));
+  });
+});
+
+describe('replayer: records the spool holds back for lack of disk space', () => {
+  it('hands them to onDrained, in order, once the spooled rows are replayed and the file system is still low', async () => {
+    const MiB = 1 << 20;
+    const disk = { free: 500 * MiB };
+    const h = harness({ kafka: { batchMaxMessages: 10 }, spool: { minFreeBytes: 100 * MiB }, statfs: () => ({ freeBytes: disk.free, sizeBytes: 1000 * MiB }) });
+    const stored = [entry('a'), entry('b')];
+    h.fill(stored);
+    disk.free = 50 * MiB; // below the watermark: later records are held, not stored
+    const held = [entry('a'), entry('c'), entry('b')];
+    h.spool.append(held);
+    h.spool.flush();
+    expect(h.spool.stats()).toMatchObject({ rows: 2, pending: 3, heldBy: 'disk_low' });
+    await h.replayer.runOnce();
+    expect(h.client.acked.flat().map((r) => r.headers['mqtt.message_id'])).toEqual(ids(stored));
+    expect(h.heldToKafka.map(ids)).toEqual([ids(held)]);
+    expect(h.drained).toEqual([{ rows: 0, pending: 0, sent: 2 }]);
+    expect(await metric(h.telemetry, 'spool_replay_runs_total', { result: 'drained' })).toBe(1);
+  });
+
+  it('commits and replays them in the same run instead, when the drain gave the space back', async () => {
+    const MiB = 1 << 20;
+    const disk = { free: 500 * MiB };
+    const h = harness({ kafka: { batchMaxMessages: 10 }, spool: { minFreeBytes: 100 * MiB }, statfs: () => ({ freeBytes: disk.free, sizeBytes: 1000 * MiB }) });
+    const stored = [entry('a')];
+    h.fill(stored);
+    disk.free = 50 * MiB;
+    const held = [entry('a'), entry('b')];
+    h.spool.append(held);
+    h.spool.flush();
+    h.client.onAck = () => {
+      disk.free = 500 * MiB; // the replayed page freed the space
+    };
+    await h.replayer.runOnce();
+    expect(h.client.acked.flat().map((r) => r.headers['mqtt.message_id'])).toEqual([...ids(stored), ...ids(held)]);
+    expect(h.heldToKafka).toEqual([]);
+    expect(h.spool.stats()).toMatchObject({ rows: 0, pending: 0 });
+  });
+});
+
+describe('replayer: Kafka failures are one fault, not a line per run', () => {
+  it('logs 20 failed runs as one warn line, and one info line once a run succeeds', async () => {
+    const cap = captureLogger();
+    const h = harness({ logger: cap.logger });
+    h.fill([entry()]);
+    h.client.probeError = connectionError();
+    for (let i = 0; i < 20; i++) await h.replayer.runOnce();
+    h.client.probeError = undefined;
+    await h.replayer.runOnce();
+    expect(cap.atLeastWarn().map((l) => `${l.level}:${l.fault}`)).toEqual(['warn:kafka_write']);
+    const mine = cap.lines.filter((l) => l.fault === 'kafka_write');
+    expect(mine.map((l) => l.level)).toEqual(['warn', 'info']);
+    expect(mine[1]!.failures).toBe(20);
+    expect(await metric(h.telemetry, 'spool_replay_runs_total', { result: 'failed' })).toBe(20);
   });
 });

@@ -79,7 +79,7 @@ afterEach(() => {
 });
 function openSpool(dir: string): Spool {
   const s = openSqliteSpool(
-    { path: join(dir, 'spool.db'), replayIntervalMs: 1000, maxBytes: 1e9, maxAgeMs: 0, fullPolicy: 'block', commitLingerMs: 1 },
+    { path: join(dir, 'spool.db'), replayIntervalMs: 1000, maxBytes: 1e9, maxAgeMs: 0, fullPolicy: 'block', commitLingerMs: 1, minFreeBytes: 0, minFreePercent: 0, reserveBytes: 0 },
     { logger, onCommitted: () => undefined, onDroppedPending: () => undefined, onDroppedRows: () => undefined, onWriteError: () => undefined },
   );
   spools.push(s);

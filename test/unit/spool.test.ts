@@ -13,7 +13,7 @@ const logger = pino({ level: 'silent' });
 const open: Spool[] = [];
 
 function cfg(dir: string, over: Partial<Config['spool']> = {}): Config['spool'] {
-  return { path: join(dir, 'spool.db'), replayIntervalMs: 1000, maxBytes: 1e9, maxAgeMs: 0, fullPolicy: 'block', commitLingerMs: 1, ...over };
+  return { path: join(dir, 'spool.db'), replayIntervalMs: 1000, maxBytes: 1e9, maxAgeMs: 0, fullPolicy: 'block', commitLingerMs: 1, minFreeBytes: 0, minFreePercent: 0, reserveBytes: 0, ...over };
 }
 
 function entry(i: number, key = `k${i % 5}`, bytes = 100, receivedAtMs = Date.now()): Pending {

@@ -4,10 +4,10 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Config } from '../../src/config/types.js';
 import { fnv1a } from '../../src/kafka/hash.js';
 import type { Pending, WriteErrorKind } from '../../src/kafka/types.js';
-import { WriterPool } from '../../src/kafka/writer-pool.js';
+import { WriterPool, kafkaWriteFault } from '../../src/kafka/writer-pool.js';
 import { Telemetry } from '../../src/observability/telemetry.js';
 import type { Spool, SpoolRow, SpoolStats } from '../../src/spool/types.js';
-import { connectionError, FakeClient, ids, kafkaConfig, MemoryState, metric, recIds, tick, tooLarge } from './fakes.js';
+import { captureLogger, connectionError, FakeClient, ids, kafkaConfig, MemoryState, metric, recIds, tick, tooLarge } from './fakes.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -33,6 +33,9 @@ class FakeSpool implements Spool {
     return { rows: this.appended.length, bytes: 0, oldestReceivedAtMs: undefined, pending: 0, blocked: false, fileBytes: 0 };
   }
   compact(): void {}
+  takeHeld(): Pending[] {
+    return [];
+  }
   readonly state = new MemoryState();
   close(): void {
     this.closed = true;
@@ -65,7 +68,7 @@ function keysFor(worker: number, workers: number, n = 1): string[] {
   return out;
 }
 
-function harness(over: Partial<Config['kafka']> = {}, startSpooling = false) {
+function harness(over: Partial<Config['kafka']> = {}, startSpooling = false, log: pino.Logger = logger, settleMs = 0) {
   const clients = new Map<string, FakeClient>();
   const written: Pending[] = [];
   const rejected: { entry: Pending; kind: WriteErrorKind }[] = [];
@@ -74,7 +77,8 @@ function harness(over: Partial<Config['kafka']> = {}, startSpooling = false) {
   const pool = new WriterPool(
     kafkaConfig(over),
     {
-      logger,
+      logger: log,
+      kafkaFault: kafkaWriteFault(log, { settleMs }),
       telemetry,
       createClient: (name) => {
         const c = new FakeClient(name);
@@ -277,6 +281,60 @@ describe('writer pool: failure switches a worker to the spool', () => {
     await tick();
     expect(ids(h.written).sort()).toEqual(ids(direct).sort());
     expect(ids(h.spool.appended)).toEqual(ids(spooled));
+  });
+});
+
+describe('writer pool: Kafka failures are logged as one fault', () => {
+  it('logs every worker failing, again and again (Kafka flapping), as one warn line; one info line once writes stay good', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const cap = captureLogger();
+    const h = harness({ workers: 4 }, false, cap.logger, 5000);
+    for (let i = 0; i < 4; i++) h.client(i).mode = connectionError();
+    // 50 rounds, one a second: each worker fails, spools, is switched back after a drain, fails again.
+    for (let round = 0; round < 50; round++) {
+      for (let k = 0; k < 8; k++) h.pool.submit(entry(`key-${k}`));
+      await tick();
+      h.pool.switchAllToDirect();
+      vi.advanceTimersByTime(1000);
+    }
+    expect(await metric(h.telemetry, 'write_errors_total')).toBeGreaterThanOrEqual(100);
+    for (let i = 0; i < 4; i++) h.client(i).mode = 'ok';
+    for (let k = 0; k < 8; k++) h.pool.submit(entry(`key-${k}`));
+    await tick();
+    vi.advanceTimersByTime(5000);
+    const mine = cap.lines.filter((l) => l.fault === 'kafka_write');
+    expect(mine.map((l) => `${l.level}:${l.msg}`)).toEqual(['warn:Kafka write failed; spooling records until replay succeeds', 'info:Kafka writable again']);
+    expect(mine[1]!.failures).toBe(await metric(h.telemetry, 'write_errors_total'));
+    expect(cap.atLeastWarn()).toHaveLength(1);
+  });
+
+  it('keeps the fault open while one worker still fails although the others write', async () => {
+    const cap = captureLogger();
+    const h = harness({ workers: 2 }, false, cap.logger);
+    const [bad] = keysFor(0, 2);
+    const [good] = keysFor(1, 2);
+    h.client(0).mode = connectionError();
+    h.pool.submit(entry(bad!));
+    await tick();
+    for (let i = 0; i < 20; i++) {
+      h.pool.submit(entry(good!));
+      await tick();
+    }
+    expect(h.written).toHaveLength(20);
+    expect(cap.lines.filter((l) => l.fault === 'kafka_write').map((l) => l.level)).toEqual(['warn']);
+  });
+
+  it('writes the records the spool held back first when switching back to direct, ahead of later ones of their keys', async () => {
+    const h = harness({ workers: 2 }, true);
+    const held = [entry('a'), entry('b'), entry('a')];
+    h.pool.switchAllToDirect(held);
+    const later = entry('a');
+    h.pool.submit(later);
+    await tick();
+    await tick();
+    const sentA = [0, 1].flatMap((i) => h.client(i).acked.flat()).filter((r) => r.key === 'a').map((r) => r.headers['mqtt.message_id']);
+    expect(sentA).toEqual([held[0]!.id, held[2]!.id, later.id]);
+    expect(ids(h.written).sort()).toEqual(ids([...held, later]).sort());
   });
 });
 
