@@ -32,6 +32,15 @@ const BY_API_ID: Record<string, WriteErrorKind> = {
   // Fewer in-sync replicas than min.insync.replicas: with acks=all the write must fail, and does.
   NOT_ENOUGH_REPLICAS: 'not_enough_replicas',
   NOT_ENOUGH_REPLICAS_AFTER_APPEND: 'not_enough_replicas',
+  // A broker that cannot serve right now (restarting, its controller or coordinator moving).
+  NOT_CONTROLLER: 'leader_unavailable',
+  COORDINATOR_NOT_AVAILABLE: 'leader_unavailable',
+  COORDINATOR_LOAD_IN_PROGRESS: 'leader_unavailable',
+  NOT_COORDINATOR: 'leader_unavailable',
+  REPLICA_NOT_AVAILABLE: 'leader_unavailable',
+  KAFKA_STORAGE_ERROR: 'leader_unavailable',
+  BROKER_NOT_AVAILABLE: 'connection',
+  NETWORK_EXCEPTION: 'connection',
   REQUEST_TIMED_OUT: 'timeout',
   OUT_OF_ORDER_SEQUENCE_NUMBER: 'fatal_producer',
   UNKNOWN_PRODUCER_ID: 'fatal_producer',

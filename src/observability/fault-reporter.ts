@@ -124,6 +124,8 @@ export class FaultReporter {
       return;
     }
     this.failures++;
+    // Every failure at debug (LOG_LEVEL=debug shows each one; never above debug, never per record).
+    if (this.opts.logger.isLevelEnabled('debug')) this.opts.logger.debug({ fault: this.opts.fault, source: detail.source, err: this.lastErr, ...detail.fields }, 'fault goes on');
     if (detail.problem !== undefined && detail.problem !== this.lastProblem && now - this.lastChangeLineAt >= this.interval) {
       this.lastProblem = detail.problem;
       this.lastChangeLineAt = now;

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   checkBadges,
@@ -58,6 +59,8 @@ async function bridge(name: string): Promise<BridgeProcess> {
       KAFKA_CONNECT_TIMEOUT_MS: '2000',
       SPOOL_REPLAY_INTERVAL_MS: '2000',
       SPOOL_PATH: `${dir}/spool.db`,
+      // Each failed write at debug: the test prints the kinds and errors it saw.
+      LOG_LEVEL: 'debug',
     },
   });
   bridges.push(b);
@@ -86,6 +89,13 @@ async function settleAndCheck(b: BridgeProcess, name: string, published: number,
   const spooled = await b.metric('mqtt_kafka_spool_records_spooled_total');
   const errors = await b.metrics();
   const kinds = [...errors].filter(([k, v]) => k.startsWith('mqtt_kafka_write_errors_total{') && v > 0).map(([k, v]) => `${/kind="([^"]+)"/.exec(k)?.[1]}/${/path="([^"]+)"/.exec(k)?.[1]}=${v}`);
+  const errs = new Map<string, number>();
+  for (const line of readFileSync(b.logFile, 'utf8').split('\n')) {
+    if (!line.includes('"fault":"kafka_write"')) continue;
+    const l = JSON.parse(line) as { kind?: string; err?: string };
+    if (l.kind === 'unknown' && l.err) errs.set(l.err, (errs.get(l.err) ?? 0) + 1);
+  }
+  if (errs.size > 0) console.log(`[cluster ${name}] unclassified write errors: ${[...errs].map(([e, n]) => `${n}× ${e}`).join(' | ')}`);
   console.log(
     `[cluster ${name}] published ${published}, read ${records.length}, distinct ${check.distinct}, missing ${check.missing.length}, duplicates ${check.duplicates}, ` +
       `out of order ${check.outOfOrder.length}, split ${check.splitPartitions.length}, spooled ${spooled}, write errors ${kinds.join(' ') || 'none'}`,

@@ -2,8 +2,8 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FaultReporter, type FaultReporterOptions } from '../../src/observability/fault-reporter.js';
 import { captureLogger } from './fakes.js';
 
-function reporter(over: Partial<FaultReporterOptions> = {}) {
-  const { logger, lines } = captureLogger();
+function reporter(over: Partial<FaultReporterOptions> = {}, level = 'info') {
+  const { logger, lines } = captureLogger(level);
   let now = 1_000_000;
   const changes: boolean[] = [];
   const r = new FaultReporter({
@@ -158,5 +158,16 @@ describe('fault reporter: settling', () => {
     h.r.close();
     vi.advanceTimersByTime(10_000);
     expect(h.lines).toHaveLength(1);
+  });
+});
+
+describe('fault reporter at LOG_LEVEL=debug', () => {
+  it('shows each further failure at debug only, with its error; the lines above debug stay the same', () => {
+    const h = reporter({}, 'debug');
+    for (let i = 0; i < 50; i++) h.r.fail(new Error(`failure ${i}`), { source: 'w1' });
+    const debug = h.lines.filter((l) => l.level === 'debug');
+    expect(debug).toHaveLength(49);
+    expect(debug[48]).toMatchObject({ fault: 'test_fault', source: 'w1', err: 'Error: failure 49' });
+    expect(h.atLeastWarn()).toHaveLength(1);
   });
 });
