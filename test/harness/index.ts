@@ -56,3 +56,4 @@ export {
 } from './prometheus.js';
 export { EdgeNode, DataType, encodePayload, metric, packArray, valueField, type EdgeNodeOptions, type PbObject, type SimMetric } from './sparkplug.js';
 export { mountSmallFs, smallFsUnavailable, type SmallFs } from './small-fs.js';
+export { startDelayProxy, type DelayProxy, type DelayProxyOptions } from './delay-proxy.js';
