@@ -13,7 +13,7 @@ export const ERROR_CODES = {
   BRIDGE_ERR_KAFKA_WRITE: 'A produce request failed or timed out; its records move to the spool.',
   BRIDGE_ERR_KAFKA_CONNECT: 'Kafka could not be reached at start or by the replay probe.',
   BRIDGE_ERR_MQTT_CONNECT: 'The MQTT broker refused or dropped the connection.',
-  BRIDGE_ERR_MQTT_SEAM: 'The installed mqtt package no longer has the PUBACK seam the bridge relies on.',
+  BRIDGE_ERR_MQTT_SEAM: 'The installed mqtt package no longer has the PUBACK or keepalive seam the bridge relies on.',
   BRIDGE_ERR_CLOSED: 'The component was closed; no more work is accepted.',
   BRIDGE_ERR_SHUTDOWN_TIMEOUT: 'Graceful shutdown did not finish within SHUTDOWN_TIMEOUT_MS.',
 } as const;

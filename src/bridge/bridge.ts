@@ -4,7 +4,7 @@ import { describeError } from '../errors.js';
 import { Replayer } from '../kafka/replayer.js';
 import type { KafkaClientFactory, KafkaProducerClient, Pending, WriteErrorKind } from '../kafka/types.js';
 import { WriterPool, kafkaWriteFault } from '../kafka/writer-pool.js';
-import type { InboundMessage, MqttSource } from '../mqtt/types.js';
+import type { InboundMessage, IntakePauseReason, MqttSource } from '../mqtt/types.js';
 import type { HealthState } from '../observability/http.js';
 import type { Telemetry } from '../observability/telemetry.js';
 import type { Spool, SpoolDeps, SpoolRow } from '../spool/types.js';
@@ -25,6 +25,9 @@ export interface BridgeParts {
   /** Creates the MQTT source delivering to `onMessage`. */
   readonly createSource: (onMessage: (msg: InboundMessage) => void) => MqttSource;
 }
+
+/** Why intake is paused, as /readyz reports it (`intakePaused`); null while reading. */
+export type IntakePausedDetail = IntakePauseReason | 'spool_blocked' | null;
 
 /**
  * Ingest → transform → writers, over bounded queues. The only bound needed is the MQTT
@@ -245,8 +248,30 @@ export class Bridge implements HealthState {
     };
     return {
       ok,
-      detail: { mqtt: this.source.state, kafkaWritable, spooling, spoolAccepting, spoolRows: spoolStats.rows, ...spoolDetail, inFlight: this.source.inFlight, ...(kafkaProblem ? { kafkaProblem } : {}) },
+      detail: {
+        mqtt: this.source.state,
+        kafkaWritable,
+        spooling,
+        spoolAccepting,
+        spoolRows: spoolStats.rows,
+        ...spoolDetail,
+        inFlight: this.source.inFlight,
+        intakePaused: this.intakePaused(spoolStats.blocked),
+        ...(kafkaProblem ? { kafkaProblem } : {}),
+      },
     };
+  }
+
+  /**
+   * Why reading from MQTT is paused. The spool holding commits back (full, disk watermark, disk
+   * errors) keeps messages in flight, so an in-flight bound reached then is reported as the
+   * spool's doing: that is what the operator has to look at.
+   */
+  intakePaused(spoolBlocked = this.spool.stats().blocked): IntakePausedDetail {
+    const reason = this.source.pauseReason;
+    if (reason === undefined) return null;
+    if (spoolBlocked && (reason === 'in_flight_bound' || reason === 'in_flight_bytes_bound')) return 'spool_blocked';
+    return reason;
   }
 
   /**

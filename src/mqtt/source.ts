@@ -5,9 +5,10 @@ import { describeError } from '../errors.js';
 import type { Config } from '../config/types.js';
 import { FaultReporter } from '../observability/fault-reporter.js';
 import { AckTracker } from './ack-tracker.js';
+import { installKeepaliveSeam } from './keepalive-seam.js';
 import { installPubackSeam, type PubackSeam } from './puback-seam.js';
 import { explainMqttError } from './tls.js';
-import type { InboundMessage, MqttSource, MqttSourceDeps, MqttState } from './types.js';
+import type { InboundMessage, IntakePauseReason, MqttSource, MqttSourceDeps, MqttState } from './types.js';
 
 /** What the source reports; implemented by src/observability (fakes in unit tests). */
 export interface MqttTelemetry {
@@ -33,6 +34,8 @@ export interface MqttSourceOptions extends MqttSourceDeps {
  * MAX_IN_FLIGHT_MESSAGES messages are unsettled; then the callback is held, the socket is no
  * longer read, and the broker keeps the rest. PUBACKs are taken out of MQTT.js's path by the
  * seam in puback-seam.ts and sent by the AckTracker once the message is durable, in order.
+ * While the callback is held MQTT.js cannot read the broker's PINGRESPs either; the seam in
+ * keepalive-seam.ts keeps the connection up for as long as the pause lasts.
  */
 export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions): MqttSource {
   const log = opts.logger.child({ component: 'mqtt' });
@@ -41,6 +44,8 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
   let state: MqttState = 'disconnected';
   let manualPause = false;
   let heldCallback: (() => void) | undefined;
+  /** Last moment intake was held (Date.now()), for the keepalive seam; 0 = never. */
+  let lastHeldMs = 0;
   let closing: Promise<void> | undefined;
   let client: MqttClient | undefined;
   let seam: PubackSeam | undefined;
@@ -62,12 +67,25 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
   const atCapacity = (): boolean =>
     manualPause || tracker.inFlight >= config.maxInFlight || tracker.inFlightBytes >= config.maxInFlightBytes || seam?.blocked === true;
 
+  const keepaliveMs = config.keepaliveS * 1000;
+  /** True while we are not reading, or were not a moment ago (PINGRESPs may still sit behind the backlog). */
+  const deaf = (): boolean => heldCallback !== undefined || Date.now() - lastHeldMs < keepaliveMs * 1.5;
+
+  const hold = (callback: () => void): void => {
+    heldCallback = callback;
+    lastHeldMs = Date.now();
+  };
+
+  const release = (): void => {
+    const cb = heldCallback;
+    if (!cb) return;
+    heldCallback = undefined;
+    lastHeldMs = Date.now();
+    cb();
+  };
+
   const releaseHeld = (): void => {
-    if (heldCallback && !atCapacity()) {
-      const cb = heldCallback;
-      heldCallback = undefined;
-      cb();
-    }
+    if (heldCallback && !atCapacity()) release();
   };
 
   const handleMessage = (packet: IPublishPacket, callback: () => void): void => {
@@ -94,11 +112,8 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       // and the broker will redeliver it after a reconnect.
       log.error({ err: describeError(err), seq }, 'message handler threw; message left unacknowledged');
     }
-    if (atCapacity()) {
-      heldCallback = callback;
-    } else {
-      callback();
-    }
+    if (atCapacity()) hold(callback);
+    else callback();
   };
 
   const start = async (): Promise<void> => {
@@ -129,6 +144,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     const c = (opts.createClient ?? mqtt.connect)(config.url, clientOpts);
     client = c;
     seam = installPubackSeam(c, () => releaseHeld());
+    installKeepaliveSeam(c, deaf);
     // Handlers go on before connect(): a persistent session's queued messages arrive right after CONNACK.
     (c as unknown as { handleMessage: typeof handleMessage }).handleMessage = handleMessage;
 
@@ -154,9 +170,13 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       setState('connected');
       log.info({ sessionPresent: connack.sessionPresent, clientId: config.clientId }, 'connected to MQTT broker');
       const topics = Object.fromEntries(config.topics.map((t) => [t, { qos: config.qos }]));
+      const stream = c.stream;
+      const gone = (): boolean => !c.connected || c.stream !== stream || (stream as { destroyed?: boolean }).destroyed === true;
       c.subscribe(topics, (err, granted) => {
         if (err) {
-          log.error({ err: describeError(err) }, 'subscribe failed');
+          // A connection that dropped before its SUBACK: subscribing is repeated after the reconnect.
+          if (gone()) log.info({ err: describeError(err) }, 'subscribe interrupted by a disconnect; repeated after reconnecting');
+          else log.error({ err: describeError(err) }, 'subscribe failed');
           return;
         }
         const refused = (granted ?? []).filter((g) => g.qos === 128 || g.qos > 2);
@@ -181,11 +201,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       // PUBACKs still held for this connection can no longer be sent; the broker redelivers.
       generation++;
       if (state !== 'closed') setState('disconnected');
-      if (heldCallback) {
-        const cb = heldCallback;
-        heldCallback = undefined;
-        cb();
-      }
+      release();
     });
     const scheme = config.url.slice(0, config.url.indexOf(':'));
     c.on('error', (err) => {
@@ -229,6 +245,14 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     return closing;
   };
 
+  const pauseReason = (): IntakePauseReason | undefined => {
+    if (manualPause) return 'paused';
+    if (heldCallback === undefined) return undefined;
+    if (seam?.blocked) return 'mqtt_write_blocked';
+    if (tracker.inFlightBytes >= config.maxInFlightBytes && tracker.inFlight < config.maxInFlight) return 'in_flight_bytes_bound';
+    return 'in_flight_bound';
+  };
+
   return {
     start,
     settle(seq: number) {
@@ -249,6 +273,9 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     },
     get paused() {
       return heldCallback !== undefined || manualPause;
+    },
+    get pauseReason() {
+      return pauseReason();
     },
     pause() {
       manualPause = true;

@@ -19,6 +19,16 @@ export interface InboundMessage {
   readonly userProperties?: Readonly<Record<string, string | string[]>> | undefined;
 }
 
+/**
+ * Why reading from MQTT is paused (reported by /readyz as `intakePaused`).
+ * - `in_flight_bound`: MAX_IN_FLIGHT_MESSAGES messages are not durable yet (Kafka slow or failing).
+ * - `in_flight_bytes_bound`: MAX_IN_FLIGHT_BYTES reached.
+ * - `mqtt_write_blocked`: the MQTT socket cannot take our PUBACKs (its write buffer is full).
+ * - `paused`: pause() was called.
+ * The bridge reports `spool_blocked` instead of an in-flight bound while the spool holds commits back.
+ */
+export type IntakePauseReason = 'in_flight_bound' | 'in_flight_bytes_bound' | 'mqtt_write_blocked' | 'paused';
+
 /** What the MQTT source needs from the rest of the bridge. */
 export interface MqttSourceDeps {
   /** Called synchronously for every message, in receive order. */
@@ -47,6 +57,8 @@ export interface MqttSource {
   readonly state: MqttState;
   /** True while intake is paused because MAX_IN_FLIGHT_MESSAGES was reached (or pause() was called). */
   readonly paused: boolean;
+  /** Why intake is paused, while it is; undefined otherwise. */
+  readonly pauseReason: IntakePauseReason | undefined;
   /** Stop reading further messages (in-flight ones still settle and are PUBACKed). */
   pause(): void;
   resume(): void;

@@ -88,6 +88,7 @@ class FakeSource implements MqttSource {
     this.world.events.push(`settle:${seq}`);
     this.onSettle?.(seq);
   }
+  pauseReason: MqttSource['pauseReason'] = undefined;
   pause(): void {
     this.paused = true;
     this.world.events.push('source.pause');
@@ -470,6 +471,26 @@ describe('bridge: per-key order', () => {
 });
 
 describe('bridge: ready()', () => {
+  it('says why intake is paused: the source\'s reason, or spool_blocked while the spool holds commits back', async () => {
+    const h = harness({ SPOOL_MAX_BYTES: '1024', SPOOL_FULL_POLICY: 'block' });
+    await h.bridge.start();
+    expect(h.bridge.ready().detail).toMatchObject({ intakePaused: null });
+    h.source().pauseReason = 'in_flight_bound';
+    expect(h.bridge.ready()).toMatchObject({ ok: true, detail: { intakePaused: 'in_flight_bound' } });
+    h.source().pauseReason = 'mqtt_write_blocked';
+    expect(h.bridge.ready().detail).toMatchObject({ intakePaused: 'mqtt_write_blocked' });
+
+    for (const c of h.factory.workers()) c.mode = connectionError();
+    h.receive('sensors/a', Buffer.alloc(600, 1));
+    await until(() => h.spool().stats().rows === 1, 'the first record spooled');
+    h.receive('sensors/a', Buffer.alloc(600, 2)); // held back: the spool blocks
+    await until(() => h.spool().stats().blocked, 'the spool blocked');
+    h.source().pauseReason = 'in_flight_bound';
+    expect(h.bridge.ready()).toMatchObject({ ok: false, detail: { intakePaused: 'spool_blocked', spoolAccepting: false } });
+    h.source().pauseReason = 'in_flight_bytes_bound';
+    expect(h.bridge.ready().detail).toMatchObject({ intakePaused: 'spool_blocked' });
+  });
+
   it('is not ready before start() nor until the MQTT source is subscribed', async () => {
     const h = harness();
     expect(h.bridge.ready().ok).toBe(false);
