@@ -276,12 +276,18 @@ export class Bridge implements HealthState {
 
   /**
    * Graceful stop, in a fixed order, each step surviving the failure of the one before:
-   * stop intake → map what is queued → writers drain (to Kafka, or to the spool at the
-   * deadline) → replayer stops → PUBACK what became durable and disconnect → close the spool.
+   * stop intake (nothing more is handed over; later arrivals stay unacknowledged) → map what is
+   * queued → writers drain (to Kafka, or to the spool at the deadline) → replayer stops →
+   * write every PUBACK that became releasable, confirm the broker read them, then disconnect →
+   * close the spool.
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      const deadline = Date.now() + Math.max(this.parts.config.shutdownTimeoutMs - 2000, 500);
+      const t0 = Date.now();
+      const deadline = t0 + Math.max(this.parts.config.shutdownTimeoutMs - 2000, 500);
+      // The MQTT step (confirm the last PUBACKs, DISCONNECT) may use time up to just before the
+      // process-level stop timer (SHUTDOWN_TIMEOUT_MS) would fire.
+      const mqttDeadline = Math.max(t0 + this.parts.config.shutdownTimeoutMs - 500, deadline);
       const step = async (name: string, fn: () => unknown) => {
         try {
           await fn();
@@ -290,14 +296,14 @@ export class Bridge implements HealthState {
           this.log.error({ step: name, err: describeError(err) }, 'shutdown step failed; continuing');
         }
       };
-      await step('stop intake', () => this.source.pause());
+      await step('stop intake', () => this.source.stopIntake());
       await step('map queued messages', () => {
         while (this.queue.length > 0) this.transformLoop();
       });
       await step('drain writers', () => this.pool.close(deadline));
       await step('stop replay', () => this.replayer.stop());
       await step('commit spool', () => this.spool.flush());
-      await step('disconnect MQTT', () => this.source.close());
+      await step('disconnect MQTT', () => this.source.close(mqttDeadline));
       await step('close spool', () => this.spool.close());
       await step('close Kafka clients', () => this.parts.kafka.close());
     })();

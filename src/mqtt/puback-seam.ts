@@ -21,12 +21,20 @@ import { BridgeError } from '../errors.js';
 export interface PubackSeam {
   /** Queues a PUBACK for `packetId` on the current connection; written on the next tick, batched. */
   sendPuback(packetId: number): void;
+  /**
+   * Writes the queued PUBACKs now instead of on the next tick (graceful stop: they must be in
+   * the socket before DISCONNECT, which MQTT.js writes at once). Resolves once the socket has
+   * taken them (its write callback), or at once when nothing was queued.
+   */
+  flush(): Promise<void>;
+  /** After DISCONNECT: PUBACKs are no longer written (a late one would follow the DISCONNECT and be ignored). */
+  stop(): void;
   /** True while the socket's write buffer is full. */
   readonly blocked: boolean;
 }
 
 type SendPacket = (packet: Record<string, unknown>, cb?: (err?: Error) => void, cbStorePut?: unknown, noStore?: boolean) => void;
-type Stream = { write(b: Buffer): boolean; once(ev: 'drain', cb: () => void): unknown };
+type Stream = { write(b: Buffer, cb?: (err?: Error | null) => void): boolean; once(ev: 'drain', cb: () => void): unknown };
 
 export function installPubackSeam(client: MqttClient, onUnblocked: () => void = () => undefined): PubackSeam {
   const c = client as unknown as { _sendPacket?: SendPacket; handleMessage?: unknown; stream?: Stream };
@@ -51,14 +59,18 @@ export function installPubackSeam(client: MqttClient, onUnblocked: () => void = 
   // The socket whose write buffer is full. Blocking is tied to that socket: if the connection
   // drops, its 'drain' never comes, and the next connection must not inherit the block.
   let blockedStream: Stream | undefined;
+  let stopped = false;
 
-  const flush = (): void => {
+  const flush = (onWritten?: () => void): void => {
     const ids = pending;
     const stream = pendingStream;
     pending = [];
     pendingStream = undefined;
     // The connection changed since these were queued: they belong to a dead session's socket.
-    if (!stream || stream !== c.stream || ids.length === 0) return;
+    if (stopped || !stream || stream !== c.stream || ids.length === 0) {
+      onWritten?.();
+      return;
+    }
     const buf = Buffer.allocUnsafe(ids.length * 4);
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i]!;
@@ -67,7 +79,8 @@ export function installPubackSeam(client: MqttClient, onUnblocked: () => void = 
       buf[i * 4 + 2] = id >> 8;
       buf[i * 4 + 3] = id & 0xff;
     }
-    if (!stream.write(buf) && blockedStream !== stream) {
+    // The callback also runs when the write fails (the connection is gone): nothing to wait for then.
+    if (!stream.write(buf, onWritten && (() => onWritten())) && blockedStream !== stream) {
       blockedStream = stream;
       stream.once('drain', () => {
         if (blockedStream === stream) blockedStream = undefined;
@@ -79,11 +92,19 @@ export function installPubackSeam(client: MqttClient, onUnblocked: () => void = 
   return {
     sendPuback(packetId: number) {
       const stream = c.stream;
-      if (!stream) return;
+      if (!stream || stopped) return;
       if (pendingStream && pendingStream !== stream) flush();
       if (pending.length === 0) process.nextTick(flush);
       pendingStream = stream;
       pending.push(packetId);
+    },
+    flush() {
+      return new Promise<void>((resolve) => flush(resolve));
+    },
+    stop() {
+      stopped = true;
+      pending = [];
+      pendingStream = undefined;
     },
     get blocked() {
       return blockedStream !== undefined && blockedStream === c.stream;

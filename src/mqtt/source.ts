@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient, type Packet } from 'mqtt';
 import type { Logger } from 'pino';
 import { describeError } from '../errors.js';
 import type { Config } from '../config/types.js';
@@ -26,6 +26,9 @@ export interface MqttSourceOptions extends MqttSourceDeps {
   readonly createClient?: (url: string, opts: IClientOptions) => MqttClient;
 }
 
+/** Longest wait at shutdown for the broker to confirm it read our last PUBACKs. */
+const PUBACK_CONFIRM_MAX_MS = 5000;
+
 /**
  * Subscribes with a persistent session and hands every message to `onMessage`.
  *
@@ -36,6 +39,10 @@ export interface MqttSourceOptions extends MqttSourceDeps {
  * seam in puback-seam.ts and sent by the AckTracker once the message is durable, in order.
  * While the callback is held MQTT.js cannot read the broker's PINGRESPs either; the seam in
  * keepalive-seam.ts keeps the connection up for as long as the pause lasts.
+ *
+ * Graceful stop (close): no message is delivered any more; the PUBACKs released so far are
+ * written, a PINGREQ follows them, and DISCONNECT goes out only once its PINGRESP is read —
+ * the broker handles a connection's packets in order, so by then it has read every PUBACK.
  */
 export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions): MqttSource {
   const log = opts.logger.child({ component: 'mqtt' });
@@ -49,6 +56,15 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
   let closing: Promise<void> | undefined;
   let client: MqttClient | undefined;
   let seam: PubackSeam | undefined;
+  // Graceful stop: no delivery after intakeStopped; while draining, late messages are answered
+  // at once (not held) so MQTT.js reads on to the PINGRESP that confirms our PUBACKs.
+  let intakeStopped = false;
+  let draining = false;
+  let lateMessages = 0;
+  // PINGREQs written and PINGRESPs read on the current connection (the broker answers in order).
+  let pingsSent = 0;
+  let pingsAnswered = 0;
+  let onPingAnswered: (() => void) | undefined;
 
   const tracker = new AckTracker((packetId, gen) => {
     // A PUBACK belongs to the connection its PUBLISH came on. After a reconnect the broker
@@ -85,11 +101,24 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
   };
 
   const releaseHeld = (): void => {
-    if (heldCallback && !atCapacity()) release();
+    if (heldCallback && !intakeStopped && !atCapacity()) release();
   };
 
   const handleMessage = (packet: IPublishPacket, callback: () => void): void => {
+    if (intakeStopped) {
+      // Never handed to the bridge, never PUBACKed: the broker redelivers it to the next session.
+      lateMessages++;
+      if (draining || !client?.connected) callback();
+      else hold(callback);
+      return;
+    }
     const qos = packet.qos;
+    if (qos > 0 && !client?.connected) {
+      // Parsed before its connection closed: its PUBACK can no longer be sent, and the broker
+      // redelivers it to the next connection. Handing it over too would only make a duplicate.
+      callback();
+      return;
+    }
     // topicAliasMaximum is not sent in CONNECT, so the broker never aliases: packet.topic is whole.
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
     const seq = tracker.push(qos > 0 && packet.messageId !== undefined ? packet.messageId : -1, generation, payload.length + packet.topic.length);
@@ -151,6 +180,24 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     let firstSubscribe: { resolve: () => void; reject: (e: unknown) => void } | undefined;
     const subscribed = new Promise<void>((resolve, reject) => (firstSubscribe = { resolve, reject }));
 
+    c.on('packetreceive', (p: Packet) => {
+      if (p.cmd === 'connack') {
+        // A new connection starts here, not at the 'connect' event: MQTT.js emits that only once
+        // its outgoing store has been replayed (asynchronously), so nothing guarantees it comes
+        // before the PUBLISH packets a persistent session queues right behind the CONNACK.
+        // Their PUBACKs belong to this connection.
+        generation++;
+        pingsSent = 0;
+        pingsAnswered = 0;
+      } else if (p.cmd === 'pingresp') {
+        pingsAnswered++;
+        onPingAnswered?.();
+      }
+    });
+    c.on('packetsend', (p: Packet) => {
+      if (p.cmd === 'pingreq') pingsSent++;
+    });
+
     // One line when the connection fails, one per distinct problem (at most one a minute), a
     // summary a minute while it keeps failing, one line once it has stayed up: never a line
     // per reconnect attempt.
@@ -166,7 +213,6 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     c.on('connect', (connack) => {
       accepted = true;
       fault.ok();
-      generation++;
       setState('connected');
       log.info({ sessionPresent: connack.sessionPresent, clientId: config.clientId }, 'connected to MQTT broker');
       const topics = Object.fromEntries(config.topics.map((t) => [t, { qos: config.qos }]));
@@ -201,6 +247,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       // PUBACKs still held for this connection can no longer be sent; the broker redelivers.
       generation++;
       if (state !== 'closed') setState('disconnected');
+      onPingAnswered?.();
       release();
     });
     const scheme = config.url.slice(0, config.url.indexOf(':'));
@@ -218,27 +265,68 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     await subscribed;
   };
 
-  const close = (): Promise<void> => {
+  /**
+   * Writes the released PUBACKs, then a PINGREQ, and waits for its PINGRESP: the broker handles a
+   * connection's packets in order, so the answer proves it has read every PUBACK before it.
+   * MQTT.js must read on for that, so late messages are answered (not held) from here on.
+   */
+  const confirmPubacks = async (c: MqttClient, deadlineMs: number): Promise<boolean> => {
+    draining = true;
+    release();
+    // Written to the socket now, so ahead of the PINGREQ below. Not awaited: the PINGRESP is the
+    // proof we need, and its wait is bounded (a socket that takes nothing would not be).
+    void seam?.flush();
+    if (!c.connected) return false;
+    const target = pingsSent + 1;
+    c.sendPing();
+    if (pingsSent < target) return false; // not written (connection gone)
+    const left = Math.min(deadlineMs - Date.now(), PUBACK_CONFIRM_MAX_MS);
+    if (pingsAnswered >= target) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const ok = await new Promise<boolean>((resolve) => {
+      onPingAnswered = () => {
+        if (pingsAnswered >= target) resolve(true);
+        else if (!c.connected) resolve(false);
+      };
+      timer = setTimeout(() => resolve(false), Math.max(left, 0));
+    });
+    clearTimeout(timer);
+    onPingAnswered = undefined;
+    return ok;
+  };
+
+  const close = (deadlineMs = Date.now() + 5000): Promise<void> => {
     closing ??= (async () => {
+      intakeStopped = true;
       manualPause = true;
       const c = client;
       if (c) {
         setState('closed');
-        // Let MQTT.js write the PUBACKs released so far before DISCONNECT, but do not wait on a
-        // dead connection: after 3 s the socket is closed (what was not PUBACKed is redelivered).
+        const unacked = tracker.unacked;
+        if (c.connected) {
+          const confirmed = await confirmPubacks(c, deadlineMs);
+          if (!confirmed) log.warn({ unacked }, 'could not confirm that the broker read the last PUBACKs before disconnecting; it may redeliver some of those messages');
+        }
+        // Nothing more may be written after DISCONNECT: it would be ignored by the broker.
+        seam?.stop();
+        // Do not wait on a dead connection: after 3 s the socket is closed (what was not
+        // PUBACKed is redelivered).
         let timer: NodeJS.Timeout | undefined;
         const ended = await Promise.race([
           c.endAsync(false).then(
             () => true,
             (err: unknown) => (log.warn({ err: describeError(err) }, 'MQTT disconnect failed'), true),
           ),
-          new Promise<false>((r) => (timer = setTimeout(() => r(false), 3000))),
+          new Promise<false>((r) => (timer = setTimeout(() => r(false), Math.max(Math.min(3000, deadlineMs - Date.now()), 100)))),
         ]);
         clearTimeout(timer);
         if (!ended) {
-          log.warn('MQTT disconnect did not finish in 3 s; closing the connection');
+          log.warn('MQTT disconnect did not finish in time; closing the connection');
           c.end(true);
         }
+      }
+      if (lateMessages > 0) {
+        log.info({ messages: lateMessages }, 'messages that arrived after intake stopped were left unacknowledged; the broker redelivers them to the next session');
       }
       log.info({ unacked: tracker.unacked, inFlight: tracker.inFlight }, 'MQTT source closed');
     })();
@@ -246,6 +334,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
   };
 
   const pauseReason = (): IntakePauseReason | undefined => {
+    if (intakeStopped) return 'stopping';
     if (manualPause) return 'paused';
     if (heldCallback === undefined) return undefined;
     if (seam?.blocked) return 'mqtt_write_blocked';
@@ -272,7 +361,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       return state;
     },
     get paused() {
-      return heldCallback !== undefined || manualPause;
+      return heldCallback !== undefined || manualPause || intakeStopped;
     },
     get pauseReason() {
       return pauseReason();
@@ -281,9 +370,12 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       manualPause = true;
     },
     resume() {
-      if (closing) return;
+      if (closing || intakeStopped) return;
       manualPause = false;
       releaseHeld();
+    },
+    stopIntake() {
+      intakeStopped = true;
     },
     close,
   };

@@ -25,9 +25,10 @@ export interface InboundMessage {
  * - `in_flight_bytes_bound`: MAX_IN_FLIGHT_BYTES reached.
  * - `mqtt_write_blocked`: the MQTT socket cannot take our PUBACKs (its write buffer is full).
  * - `paused`: pause() was called.
+ * - `stopping`: graceful stop; nothing more is read.
  * The bridge reports `spool_blocked` instead of an in-flight bound while the spool holds commits back.
  */
-export type IntakePauseReason = 'in_flight_bound' | 'in_flight_bytes_bound' | 'mqtt_write_blocked' | 'paused';
+export type IntakePauseReason = 'in_flight_bound' | 'in_flight_bytes_bound' | 'mqtt_write_blocked' | 'paused' | 'stopping';
 
 /** What the MQTT source needs from the rest of the bridge. */
 export interface MqttSourceDeps {
@@ -62,6 +63,16 @@ export interface MqttSource {
   /** Stop reading further messages (in-flight ones still settle and are PUBACKed). */
   pause(): void;
   resume(): void;
-  /** Stops intake, sends the PUBACKs that became releasable, disconnects. Idempotent. */
-  close(): Promise<void>;
+  /**
+   * Graceful stop, first step: no message is handed to onMessage any more. Messages that
+   * arrive from now on are left unacknowledged (the broker redelivers them to the next session)
+   * and counted; in-flight ones still settle and are PUBACKed by close().
+   */
+  stopIntake(): void;
+  /**
+   * Stops intake, writes every PUBACK that became releasable, confirms the broker has read them
+   * (a PINGREQ after them is answered), then disconnects. Idempotent. `deadlineMs` (epoch ms)
+   * bounds the whole step; default 5 s from now.
+   */
+  close(deadlineMs?: number): Promise<void>;
 }

@@ -93,11 +93,19 @@ class FakeSource implements MqttSource {
     this.paused = true;
     this.world.events.push('source.pause');
   }
+  stopIntake(): void {
+    this.paused = true;
+    this.pauseReason = 'stopping';
+    this.world.events.push('source.stopIntake');
+  }
   resume(): void {
     this.paused = false;
   }
-  async close(): Promise<void> {
+  /** The deadline close() was given. */
+  closeDeadlineMs: number | undefined;
+  async close(deadlineMs?: number): Promise<void> {
     this.state = 'closed';
+    this.closeDeadlineMs = deadlineMs;
     this.world.events.push('source.close');
   }
 }
@@ -540,7 +548,7 @@ describe('bridge: close()', () => {
     const ev = h.world.events.filter((e) => !e.startsWith('client.close:replay'));
     const worker = h.factory.workers().find((c) => c.batches.length > 0)!.name;
     expect(ev).toEqual([
-      'source.pause',
+      'source.stopIntake',
       `send:${worker}`,
       `settle:${m.seq}`,
       'client.close:worker-0',
@@ -577,6 +585,16 @@ describe('bridge: close()', () => {
     expect(a.seq).toBeLessThan(b.seq);
   });
 
+  it('gives the MQTT step a deadline just short of SHUTDOWN_TIMEOUT_MS, to confirm the last PUBACKs before disconnecting', async () => {
+    const h = harness({ SHUTDOWN_TIMEOUT_MS: '10000' });
+    await h.bridge.start();
+    const t0 = Date.now();
+    await h.bridge.close();
+    const d = h.source().closeDeadlineMs!;
+    expect(d).toBeGreaterThanOrEqual(t0 + 9500);
+    expect(d).toBeLessThanOrEqual(Date.now() + 9500);
+  });
+
   it('is idempotent: a second call returns the same promise and runs no step twice', async () => {
     const h = harness();
     await h.bridge.start();
@@ -587,7 +605,7 @@ describe('bridge: close()', () => {
     expect(h.bridge.close()).toBe(first);
     await h.bridge.close();
     const count = (e: string): number => h.world.events.filter((x) => x === e).length;
-    expect(count('source.pause')).toBe(1);
+    expect(count('source.stopIntake')).toBe(1);
     expect(count('source.close')).toBe(1);
     expect(count('spool.close')).toBe(1);
     expect(count('kafka.close')).toBe(1);

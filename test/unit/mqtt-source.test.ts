@@ -8,14 +8,14 @@ import { FakeBroker } from './fake-broker.js';
 
 /**
  * The MQTT source with the real MQTT.js client against a scriptable broker (test/unit/fake-broker.ts):
- * back-pressure without disconnects.
+ * PUBACK ownership per connection, graceful stop, back-pressure without disconnects.
  */
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const sources: MqttSource[] = [];
 const brokers: FakeBroker[] = [];
 
 afterEach(async () => {
-  for (const s of sources.splice(0)) await s.close().catch(() => undefined);
+  for (const s of sources.splice(0)) await s.close(Date.now() + 500).catch(() => undefined);
   for (const b of brokers.splice(0)) await b.close();
 });
 
@@ -75,6 +75,79 @@ function harness(broker: FakeBroker, over: Partial<Config['mqtt']> = {}, opts: {
   sources.push(source);
   return { source, delivered, logs, reconnects: () => reconnects };
 }
+
+/** Packet commands the broker read on connection `conn`, in order, with PUBACK ids. */
+const wire = (b: FakeBroker, conn: number): string[] =>
+  b.received.filter((r) => r.conn === conn).map((r) => (r.packet.cmd === 'puback' ? `puback:${r.packet.messageId}` : r.packet.cmd));
+
+describe('MQTT source: PUBACKs belong to the connection the PUBLISH came on', () => {
+  it('acknowledges messages a present session delivers right behind the CONNACK (before MQTT.js emits connect)', async () => {
+    const broker = await FakeBroker.start();
+    brokers.push(broker);
+    broker.sessions.set('bridge-1', new Map([['sensors/#', 1]]));
+    broker.onConnect = (c) => {
+      for (let i = 0; i < 5; i++) c.publish(`sensors/${i}`, 'queued');
+    };
+    const h = harness(broker);
+    await h.source.start();
+    await until(() => broker.packets('puback').length === 5, '5 PUBACKs');
+    expect(h.delivered.map((m) => m.topic)).toEqual(['sensors/0', 'sensors/1', 'sensors/2', 'sensors/3', 'sensors/4']);
+    expect(broker.packets('puback').map((p) => p.messageId)).toEqual([1, 2, 3, 4, 5]);
+    expect(h.source.unacked).toBe(0);
+  });
+});
+
+describe('MQTT source: graceful stop', () => {
+  it('writes every PUBACK released before close() ahead of DISCONNECT, with a PINGREQ barrier between', async () => {
+    const broker = await FakeBroker.start();
+    brokers.push(broker);
+    const h = harness(broker, {}, { settle: 'manual' });
+    await h.source.start();
+    for (let i = 0; i < 30; i++) broker.conn.publish(`sensors/${i}`, 'x');
+    await until(() => h.delivered.length === 30, '30 delivered');
+    // Settled in the same tick as close(): their PUBACKs are still queued in the seam.
+    h.source.stopIntake();
+    for (const m of h.delivered) h.source.settle(m.seq);
+    await h.source.close(Date.now() + 3000);
+    const w = wire(broker, 0);
+    const ids = Array.from({ length: 30 }, (_, i) => `puback:${i + 1}`);
+    const tail = w.slice(w.indexOf('puback:1'));
+    expect(tail).toEqual([...ids, 'pingreq', 'disconnect']);
+    expect(h.logs.filter((l) => /could not confirm/.test(l.msg))).toEqual([]);
+  });
+
+  it('hands no message over after stopIntake(), leaves them unacknowledged, and logs their count once (info)', async () => {
+    const broker = await FakeBroker.start();
+    brokers.push(broker);
+    const h = harness(broker);
+    await h.source.start();
+    broker.conn.publish('sensors/before', 'x');
+    await until(() => h.delivered.length === 1, 'first delivered');
+    h.source.stopIntake();
+    for (let i = 0; i < 10; i++) broker.conn.publish(`sensors/late-${i}`, 'x');
+    await sleep(100);
+    await h.source.close(Date.now() + 3000);
+    expect(h.delivered.map((m) => m.topic)).toEqual(['sensors/before']);
+    // Only the first message was acknowledged; the late ones are left for redelivery.
+    expect(broker.packets('puback').map((p) => p.messageId)).toEqual([1]);
+    const late = h.logs.filter((l) => /after intake stopped/.test(l.msg));
+    expect(late).toHaveLength(1);
+    expect(late[0]).toMatchObject({ level: 30, messages: 10 });
+  });
+
+  it('does not wait long for a broker that never answers the barrier PINGREQ, and says so', async () => {
+    const broker = await FakeBroker.start();
+    brokers.push(broker);
+    const h = harness(broker);
+    await h.source.start();
+    broker.answerPings = false;
+    const t0 = Date.now();
+    await h.source.close(Date.now() + 600);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(h.logs.filter((l) => /could not confirm/.test(l.msg))).toHaveLength(1);
+    expect(wire(broker, 0).slice(-2)).toEqual(['pingreq', 'disconnect']);
+  });
+});
 
 describe('MQTT source: back-pressure without disconnects', () => {
   it('holds intake at MAX_IN_FLIGHT_MESSAGES for 3 × keepalive without losing the connection, says why, then drains', async () => {

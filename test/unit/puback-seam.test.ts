@@ -146,3 +146,39 @@ describe('PUBACK seam (mqtt version pinned)', () => {
     expect(() => installPubackSeam({} as never)).toThrowError(/pinned mqtt version/);
   });
 });
+
+describe('PUBACK seam: graceful stop', () => {
+  it('flush() writes the queued PUBACKs at once (not on the next tick) and resolves once the socket took them', async () => {
+    const { client, raw } = fakeConnectedClient();
+    const callbacks: (() => void)[] = [];
+    (client as unknown as { stream: unknown }).stream = {
+      write: (b: Buffer, cb?: () => void) => (raw.push(Buffer.from(b)), cb && callbacks.push(cb), true),
+      once: () => undefined,
+    };
+    const seam = installPubackSeam(client);
+    seam.sendPuback(1);
+    seam.sendPuback(2);
+    let flushed = false;
+    const f = seam.flush().then(() => (flushed = true));
+    expect(raw).toEqual([Buffer.from([0x40, 0x02, 0x00, 0x01, 0x40, 0x02, 0x00, 0x02])]); // synchronously
+    await tick();
+    expect(flushed).toBe(false); // the socket has not called back yet
+    callbacks.splice(0).forEach((cb) => cb());
+    await f;
+    expect(flushed).toBe(true);
+    await tick();
+    expect(raw).toHaveLength(1); // the next-tick flush finds nothing left
+    await seam.flush(); // nothing queued: resolves at once
+  });
+
+  it('writes nothing after stop() (a PUBACK after DISCONNECT is ignored by the broker)', async () => {
+    const { client, raw } = fakeConnectedClient();
+    const seam = installPubackSeam(client);
+    seam.sendPuback(1);
+    seam.stop();
+    seam.sendPuback(2);
+    await tick();
+    await seam.flush();
+    expect(raw).toEqual([]);
+  });
+});
