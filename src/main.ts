@@ -43,7 +43,7 @@ export async function runBridge(config: Config, logger: Logger, opts: { transfor
     transform,
     kafka,
     openSpool: (deps) => openSqliteSpool(config.spool, { ...deps, logger }),
-    createSource: (onMessage) => createMqttSource(mqttConfig, { onMessage, logger, telemetry, clientOptions }),
+    createSource: (onMessage, { state }) => createMqttSource(mqttConfig, { onMessage, logger, telemetry, clientOptions, state }),
   });
   const http = await startHttpServer(config.http, { telemetry, health: bridge, logger });
   logger.info(

@@ -7,7 +7,7 @@ import { WriterPool, kafkaWriteFault } from '../kafka/writer-pool.js';
 import type { InboundMessage, IntakePauseReason, MqttSource } from '../mqtt/types.js';
 import type { HealthState } from '../observability/http.js';
 import type { Telemetry } from '../observability/telemetry.js';
-import type { Spool, SpoolDeps, SpoolRow } from '../spool/types.js';
+import type { Spool, SpoolDeps, SpoolRow, StateStore } from '../spool/types.js';
 import { HEADER, deadLetterRecord, pending, recordBytes, standardHeaders } from './records.js';
 import type { DeadLetterReason, Transform } from './types.js';
 
@@ -22,8 +22,11 @@ export interface BridgeParts {
   readonly kafka: KafkaClientFactory;
   /** Opens the spool with the callbacks the bridge provides. */
   readonly openSpool: (deps: SpoolDeps) => Spool;
-  /** Creates the MQTT source delivering to `onMessage`. */
-  readonly createSource: (onMessage: (msg: InboundMessage) => void) => MqttSource;
+  /**
+   * Creates the MQTT source delivering to `onMessage`; `state` is the spool database's durable
+   * key-value store, where the source remembers the filters it subscribed.
+   */
+  readonly createSource: (onMessage: (msg: InboundMessage) => void, deps: { readonly state: StateStore }) => MqttSource;
 }
 
 /** Why intake is paused, as /readyz reports it (`intakePaused`); null while reading. */
@@ -90,7 +93,7 @@ export class Bridge implements HealthState {
       spooling: () => this.pool.spoolingWorkers > 0,
       onRejected: (row, kind) => this.rejectedRow(row, kind),
     });
-    this.source = parts.createSource((msg) => this.enqueue(msg));
+    this.source = parts.createSource((msg) => this.enqueue(msg), { state: this.spool.state });
     telemetry.attach({
       inFlight: () => this.source.inFlight,
       inFlightBytes: () => this.source.inFlightBytes,
@@ -137,6 +140,13 @@ export class Bridge implements HealthState {
     for (const msg of batch) {
       const r = transform.apply(msg);
       telemetry.messageReceived(r.route);
+      if (msg.removedFilter !== undefined) {
+        telemetry.removedFilterMessage(config.mqtt.removedFilterPolicy);
+        if (config.mqtt.removedFilterPolicy === 'dead_letter') {
+          this.deadLetter(msg, 'unsubscribed', r.route, `queued for the filter '${msg.removedFilter}', which is no longer configured (MQTT_REMOVED_FILTER_POLICY=dead_letter)`);
+          continue;
+        }
+      }
       if (r.kind === 'skip') {
         telemetry.messageSkipped(r.route, r.reason);
         this.source.settle(msg.seq);

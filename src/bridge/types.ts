@@ -14,7 +14,9 @@ export type DeadLetterReason =
   | 'empty_payload'
   | 'invalid_sparkplug'
   | 'unmatched'
-  | 'rejected_by_kafka';
+  | 'rejected_by_kafka'
+  /** Queued by the broker for a filter removed from the configuration (MQTT_REMOVED_FILTER_POLICY=dead_letter). */
+  | 'unsubscribed';
 
 /** Why a message was skipped on purpose (counted, not dead-lettered). */
 export type SkipReason = 'filtered' | 'unmatched';

@@ -101,6 +101,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, deps: LoadDeps = {}): Config 
       tls: mqttTls,
       maxInFlight: v.MAX_IN_FLIGHT_MESSAGES as number,
       maxInFlightBytes: v.MAX_IN_FLIGHT_BYTES as number,
+      removedFilterPolicy: v.MQTT_REMOVED_FILTER_POLICY as 'forward' | 'dead_letter',
     },
     kafka: {
       brokers: kafkaBrokers,

@@ -63,6 +63,7 @@ export const VARS: readonly VarSpec[] = [
   { group: 'mqtt', env: 'MQTT_QOS', default: '1', doc: 'Subscription QoS: 1 (at-least-once, default) or 0 (best effort).', schema: int(0, 1) },
   { group: 'mqtt', env: 'MQTT_VERSION', default: '5', doc: 'MQTT protocol version: 5 or 4 (= 3.1.1).', schema: int(4, 5) },
   { group: 'mqtt', env: 'MQTT_SESSION_EXPIRY_S', default: '86400', doc: 'MQTT 5 session expiry: how long the broker keeps the session (and queues messages) while the bridge is away.', schema: int(1, 4294967295) },
+  { group: 'mqtt', env: 'MQTT_REMOVED_FILTER_POLICY', default: 'dead_letter', doc: "Filters subscribed in an earlier run and no longer configured are unsubscribed at start; messages the broker had already queued for them are dead_letter (to DLQ_TOPIC, reason 'unsubscribed') or forward (written like any other message).", schema: oneOf(['forward', 'dead_letter']) },
   { group: 'mqtt', env: 'MQTT_KEEPALIVE_S', default: '60', doc: 'MQTT keepalive interval in seconds.', schema: int(1, 65535) },
   { group: 'mqtt', env: 'MQTT_RECONNECT_MS', default: '1000', doc: 'Delay between MQTT reconnect attempts.', schema: int(100) },
   { group: 'mqtt', env: 'MQTT_USERNAME', doc: 'MQTT user name.', schema: str },

@@ -37,6 +37,8 @@ export interface Config {
     readonly maxInFlight: number;
     /** Payload bytes of those messages; at this bound reading stops too. */
     readonly maxInFlightBytes: number;
+    /** What happens to messages the broker had queued for a filter removed from the configuration. */
+    readonly removedFilterPolicy: 'forward' | 'dead_letter';
   };
   readonly kafka: {
     readonly brokers: readonly string[];

@@ -7,6 +7,15 @@ import { FaultReporter } from '../observability/fault-reporter.js';
 import { AckTracker } from './ack-tracker.js';
 import { installKeepaliveSeam } from './keepalive-seam.js';
 import { installPubackSeam, type PubackSeam } from './puback-seam.js';
+import {
+  RemovedFilterMatcher,
+  loadRemembered,
+  planSubscriptions,
+  saveRemembered,
+  type KeyValueStore,
+  type RememberedSubscriptions,
+  type SubscriptionPlan,
+} from './subscriptions.js';
 import { explainMqttError } from './tls.js';
 import type { InboundMessage, IntakePauseReason, MqttSource, MqttSourceDeps, MqttState } from './types.js';
 
@@ -20,6 +29,12 @@ export interface MqttTelemetry {
 export interface MqttSourceOptions extends MqttSourceDeps {
   readonly logger: Logger;
   readonly telemetry: MqttTelemetry;
+  /**
+   * Durable key-value state (the spool's StateStore) where the source remembers the filters it
+   * subscribed, so a later run can unsubscribe the ones the configuration dropped. Without it
+   * nothing is remembered and stale subscriptions of a persistent session stay.
+   */
+  readonly state?: KeyValueStore;
   /** Extra MQTT.js options (TLS material, WebSocket options); merged last. */
   readonly clientOptions?: IClientOptions;
   /** For tests: build the client some other way. */
@@ -65,6 +80,10 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
   let pingsSent = 0;
   let pingsAnswered = 0;
   let onPingAnswered: (() => void) | undefined;
+
+  const removedMatcher = new RemovedFilterMatcher(config.topics);
+  let removedSeen = 0;
+  let loggedPlan = false;
 
   const tracker = new AckTracker((packetId, gen) => {
     // A PUBACK belongs to the connection its PUBLISH came on. After a reconnect the broker
@@ -122,6 +141,10 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     // topicAliasMaximum is not sent in CONNECT, so the broker never aliases: packet.topic is whole.
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
     const seq = tracker.push(qos > 0 && packet.messageId !== undefined ? packet.messageId : -1, generation, payload.length + packet.topic.length);
+    const removedFilter = removedMatcher.active ? removedMatcher.match(packet.topic) : undefined;
+    if (removedFilter !== undefined && removedSeen++ === 0) {
+      log.info({ filter: removedFilter, policy: config.removedFilterPolicy }, 'messages queued for a removed filter are arriving; MQTT_REMOVED_FILTER_POLICY applies to them');
+    }
     const msg: InboundMessage = {
       seq,
       id: `${instanceId}-${seq.toString(36)}`,
@@ -132,6 +155,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       dup: packet.dup,
       receivedAtMs: Date.now(),
       userProperties: packet.properties?.userProperties,
+      ...(removedFilter === undefined ? {} : { removedFilter }),
     };
     if (packet.dup) opts.telemetry.mqttRedelivered();
     try {
@@ -143,6 +167,97 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     }
     if (atCapacity()) hold(callback);
     else callback();
+  };
+
+  // --- subscriptions --------------------------------------------------------------------------
+  const remember = (r: RememberedSubscriptions): void => {
+    if (!opts.state) return;
+    try {
+      saveRemembered(opts.state, config.clientId, r);
+    } catch (err) {
+      // Not fatal: subscribing works; only a later run could not tell what to unsubscribe.
+      log.warn({ err: describeError(err) }, 'could not record the subscribed filters in the spool database');
+    }
+  };
+  const recall = (): RememberedSubscriptions | undefined => {
+    if (!opts.state) return undefined;
+    try {
+      return loadRemembered(opts.state, config.clientId);
+    } catch (err) {
+      log.warn({ err: describeError(err) }, 'could not read the remembered filters from the spool database');
+      return undefined;
+    }
+  };
+  const desiredQos = (): Record<string, number> => Object.fromEntries(config.topics.map((t) => [t, config.qos]));
+
+  const logPlanOnce = (plan: SubscriptionPlan, remembered: RememberedSubscriptions | undefined, sessionPresent: boolean): void => {
+    if (loggedPlan) return;
+    loggedPlan = true;
+    if (!opts.state) return;
+    if (remembered === undefined && sessionPresent) {
+      log.info({ clientId: config.clientId }, 'no subscriptions remembered for this client id (first run with this spool): filters an earlier run subscribed, if they differ, stay in the session');
+    } else if (plan.unsubscribe.length > 0 || (remembered !== undefined && plan.added.length > 0)) {
+      log.info(
+        { added: plan.added, removed: plan.unsubscribe, policy: config.removedFilterPolicy },
+        'subscriptions changed since the last run: unsubscribing removed filters',
+      );
+    }
+  };
+
+  /**
+   * After every CONNACK: subscribe the configured filters and, with a present session,
+   * unsubscribe the remembered ones the configuration dropped. Runs before any PUBLISH of the
+   * new connection is handled (MQTT.js emits 'packetreceive' for the CONNACK first).
+   */
+  const planFor = (sessionPresent: boolean): { plan: SubscriptionPlan; remembered: RememberedSubscriptions | undefined } => {
+    const remembered = recall();
+    const plan = planSubscriptions(remembered, config.topics, sessionPresent);
+    removedMatcher.set(plan.removed);
+    logPlanOnce(plan, remembered, sessionPresent);
+    return { plan, remembered };
+  };
+
+  const subscribe = (c: MqttClient, sessionPresent: boolean, plan: SubscriptionPlan, remembered: RememberedSubscriptions | undefined, onSubscribed: () => void): void => {
+    // Written before SUBSCRIBE: a crash right after it still leaves a record of what the broker may hold.
+    remember({ filters: { ...(sessionPresent ? remembered?.filters : {}), ...desiredQos() }, removed: plan.removed });
+    const topics = Object.fromEntries(config.topics.map((t) => [t, { qos: config.qos }]));
+    const stream = c.stream;
+    const gone = (): boolean => !c.connected || c.stream !== stream || (stream as { destroyed?: boolean }).destroyed === true;
+    c.subscribe(topics, (err, granted) => {
+      if (err) {
+        // A connection that dropped before its SUBACK: subscribing is repeated after the reconnect.
+        if (gone()) log.info({ err: describeError(err) }, 'subscribe interrupted by a disconnect; repeated after reconnecting');
+        else log.error({ err: describeError(err) }, 'subscribe failed');
+        return;
+      }
+      const refused = (granted ?? []).filter((g) => g.qos === 128 || g.qos > 2);
+      if (refused.length > 0) {
+        log.error({ topics: refused.map((g) => g.topic) }, 'broker refused subscription (check ACLs and topic filters)');
+        return;
+      }
+      const downgraded = (granted ?? []).filter((g) => g.qos < config.qos);
+      if (downgraded.length > 0) log.warn({ topics: downgraded.map((g) => g.topic) }, 'broker granted a lower QoS than asked');
+      if (plan.unsubscribe.length === 0) {
+        onSubscribed();
+        return;
+      }
+      c.unsubscribe([...plan.unsubscribe], (uerr, packet) => {
+        if (uerr && gone()) {
+          log.info({ err: describeError(uerr) }, 'unsubscribe interrupted by a disconnect; repeated after reconnecting');
+          return;
+        }
+        const codes = ((packet as { granted?: number[] } | undefined)?.granted ?? []) as number[];
+        // 0x00 success, 0x11 no subscription existed: either way the broker holds none now.
+        const failed = uerr ? [...plan.unsubscribe] : plan.unsubscribe.filter((_, i) => (codes[i] ?? 0) >= 0x80);
+        if (failed.length > 0) {
+          log.error({ err: uerr ? describeError(uerr) : undefined, filters: failed, reasonCodes: codes }, 'unsubscribe failed; the removed filters stay subscribed (retried at the next connect)');
+        } else {
+          log.info({ filters: plan.unsubscribe }, 'unsubscribed filters no longer in the configuration');
+        }
+        remember({ filters: { ...Object.fromEntries(failed.map((f) => [f, remembered?.filters[f] ?? config.qos])), ...desiredQos() }, removed: plan.removed });
+        onSubscribed();
+      });
+    });
   };
 
   const start = async (): Promise<void> => {
@@ -179,6 +294,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
 
     let firstSubscribe: { resolve: () => void; reject: (e: unknown) => void } | undefined;
     const subscribed = new Promise<void>((resolve, reject) => (firstSubscribe = { resolve, reject }));
+    let planned: { plan: SubscriptionPlan; remembered: RememberedSubscriptions | undefined; sessionPresent: boolean } | undefined;
 
     c.on('packetreceive', (p: Packet) => {
       if (p.cmd === 'connack') {
@@ -189,6 +305,8 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
         generation++;
         pingsSent = 0;
         pingsAnswered = 0;
+        const sessionPresent = p.sessionPresent === true;
+        planned = { ...planFor(sessionPresent), sessionPresent };
       } else if (p.cmd === 'pingresp') {
         pingsAnswered++;
         onPingAnswered?.();
@@ -215,28 +333,23 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       fault.ok();
       setState('connected');
       log.info({ sessionPresent: connack.sessionPresent, clientId: config.clientId }, 'connected to MQTT broker');
-      const topics = Object.fromEntries(config.topics.map((t) => [t, { qos: config.qos }]));
-      const stream = c.stream;
-      const gone = (): boolean => !c.connected || c.stream !== stream || (stream as { destroyed?: boolean }).destroyed === true;
-      c.subscribe(topics, (err, granted) => {
-        if (err) {
-          // A connection that dropped before its SUBACK: subscribing is repeated after the reconnect.
-          if (gone()) log.info({ err: describeError(err) }, 'subscribe interrupted by a disconnect; repeated after reconnecting');
-          else log.error({ err: describeError(err) }, 'subscribe failed');
-          return;
-        }
-        const refused = (granted ?? []).filter((g) => g.qos === 128 || g.qos > 2);
-        if (refused.length > 0) {
-          log.error({ topics: refused.map((g) => g.topic) }, 'broker refused subscription (check ACLs and topic filters)');
-          return;
-        }
-        const downgraded = (granted ?? []).filter((g) => g.qos < config.qos);
-        if (downgraded.length > 0) log.warn({ topics: downgraded.map((g) => g.topic) }, 'broker granted a lower QoS than asked');
+      const p = planned ?? { ...planFor(connack.sessionPresent), sessionPresent: connack.sessionPresent };
+      planned = undefined;
+      let done = false;
+      const onSubscribed = (): void => {
+        if (done || state !== 'connected') return;
+        done = true;
         setState('subscribed');
         log.info({ topics: config.topics, qos: config.qos }, 'subscribed');
         firstSubscribe?.resolve();
         firstSubscribe = undefined;
-      });
+      };
+      subscribe(c, p.sessionPresent, p.plan, p.remembered, onSubscribed);
+      // A present session that already holds exactly these filters (as remembered) delivers at
+      // once: ready now, not only at the SUBACK, which waits behind any PUBLISH held while intake
+      // is paused.
+      const had = p.remembered?.filters ?? {};
+      if (p.sessionPresent && p.plan.unsubscribe.length === 0 && p.remembered !== undefined && config.topics.every((t) => had[t] === config.qos)) onSubscribed();
     });
     c.on('reconnect', () => {
       setState('connecting');
@@ -328,6 +441,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       if (lateMessages > 0) {
         log.info({ messages: lateMessages }, 'messages that arrived after intake stopped were left unacknowledged; the broker redelivers them to the next session');
       }
+      if (removedSeen > 0) log.info({ messages: removedSeen, policy: config.removedFilterPolicy }, 'messages queued for removed filters this run');
       log.info({ unacked: tracker.unacked, inFlight: tracker.inFlight }, 'MQTT source closed');
     })();
     return closing;

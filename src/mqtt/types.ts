@@ -17,6 +17,12 @@ export interface InboundMessage {
   readonly receivedAtMs: number;
   /** MQTT 5 user properties, if any. */
   readonly userProperties?: Readonly<Record<string, string | string[]>> | undefined;
+  /**
+   * Set when the topic matches a filter removed from the configuration and none of the
+   * configured ones: the broker had queued it for the old subscription (see subscriptions.ts).
+   * The bridge applies MQTT_REMOVED_FILTER_POLICY to it. The value is that removed filter.
+   */
+  readonly removedFilter?: string | undefined;
 }
 
 /**

@@ -47,6 +47,7 @@ export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetr
   private readonly e2eLatency = this.histogram('end_to_end_latency_seconds', 'MQTT receive to durable (Kafka ack or spool commit), by where it became durable.', ['durable']);
   private readonly deadLetters = this.counter('dead_letter_total', 'Messages sent to the dead-letter topic, by reason.', ['reason']);
   private readonly dropped = this.counter('dropped_total', 'Records dropped by an explicit policy, by reason.', ['reason']);
+  private readonly removedFilter = this.counter('mqtt_removed_filter_messages_total', 'Messages the broker had queued for a filter removed from the configuration, by the MQTT_REMOVED_FILTER_POLICY applied (forward, dead_letter).', ['policy']);
   private readonly skipped = this.counter('skipped_total', 'Messages skipped on purpose (route filter, unmatched with skip), by route and reason.', ['route', 'reason']);
   private readonly spooled = this.counter('spool_records_spooled_total', 'Records committed to the spool.');
   private readonly replayed = this.counter('spool_records_replayed_total', 'Spooled records acknowledged by Kafka during replay.');
@@ -145,10 +146,19 @@ export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetr
   messageSkipped(route: string, reason: SkipReason): void {
     this.skipped.inc({ route, reason });
   }
-  /** One log line and one count per dead-lettered message. */
+  /**
+   * One log line and one count per dead-lettered message. Except `unsubscribed`: a removed
+   * filter's backlog can be large, and the MQTT source logs it once (first arrival, and a count
+   * at stop) instead.
+   */
   deadLettered(reason: DeadLetterReason, ctx: { route: string; mqttTopic: string; detail: string; id: string }): void {
     this.deadLetters.inc({ reason });
+    if (reason === 'unsubscribed') return;
     this.log.warn({ reason, route: ctx.route, mqttTopic: truncate(ctx.mqttTopic), detail: ctx.detail, messageId: ctx.id }, 'message dead-lettered');
+  }
+  /** A message queued for a removed filter arrived; counted here, logged once by the MQTT source. */
+  removedFilterMessage(policy: 'forward' | 'dead_letter'): void {
+    this.removedFilter.inc({ policy });
   }
   durable(receivedAtMs: number[], where: 'kafka' | 'spool'): void {
     const now = Date.now();

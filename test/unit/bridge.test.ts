@@ -478,6 +478,46 @@ describe('bridge: per-key order', () => {
   });
 });
 
+describe('bridge: messages queued for a removed filter (MQTT_REMOVED_FILTER_POLICY)', () => {
+  it('dead_letter (default): dead-letters them with reason unsubscribed, counts them, settles once the dead letter is written', async () => {
+    const h = harness();
+    for (const c of h.factory.workers()) c.mode = 'hang';
+    const stale = h.receive('acc/a/x', 'old', { removedFilter: 'acc/a/#' });
+    const wanted = h.receive('acc/b/x', 'new');
+    await until(() => hungAnywhere(h.factory) >= 1 && sentRecords(h.factory).length === 2, 'both sent');
+    const recs = sentRecords(h.factory);
+    const dead = recs.find((r) => r.headers['mqtt.message_id'] === stale.id)!;
+    expect(dead.topic).toBe('mqtt-dead-letter');
+    expect(dead.value.toString()).toBe('old');
+    expect(dead.headers).toMatchObject({ 'dlq.reason': 'unsubscribed', 'dlq.route': 'default', 'mqtt.topic': 'acc/a/x' });
+    expect(dead.headers['dlq.detail']).toContain("'acc/a/#'");
+    expect(recs.find((r) => r.headers['mqtt.message_id'] === wanted.id)!.topic).toBe('acc_b_x');
+    expect(h.source().settled).toEqual([]);
+    releaseAll(h.factory);
+    await until(() => h.source().settled.length === 2, 'settled');
+    expect(await metric(h.telemetry, 'dead_letter_total', { reason: 'unsubscribed' })).toBe(1);
+    expect(await metric(h.telemetry, 'mqtt_removed_filter_messages_total', { policy: 'dead_letter' })).toBe(1);
+  });
+
+  it('forward: writes them like any other message, and counts them', async () => {
+    const h = harness({ MQTT_REMOVED_FILTER_POLICY: 'forward' });
+    const stale = h.receive('acc/a/x', 'old', { removedFilter: 'acc/a/#' });
+    await until(() => h.source().settled.length === 1, 'settled');
+    expect(h.world.delivered.map((r) => [r.topic, r.headers['mqtt.message_id']])).toEqual([['acc_a_x', stale.id]]);
+    expect(await metric(h.telemetry, 'dead_letter_total')).toBe(0);
+    expect(await metric(h.telemetry, 'mqtt_removed_filter_messages_total', { policy: 'forward' })).toBe(1);
+  });
+
+  it('logs no line per dead letter of reason unsubscribed (a backlog can be large; the source logs it once)', () => {
+    const lines: string[] = [];
+    const t = new Telemetry(pino({ level: 'debug' }, { write: (l: string) => void lines.push(l) }), { defaultMetrics: false });
+    for (let i = 0; i < 100; i++) t.deadLettered('unsubscribed', { route: 'default', mqttTopic: 'acc/a/x', detail: 'd', id: String(i) });
+    expect(lines).toEqual([]);
+    t.deadLettered('invalid_json', { route: 'default', mqttTopic: 'acc/a/x', detail: 'd', id: 'x' });
+    expect(lines).toHaveLength(1);
+  });
+});
+
 describe('bridge: ready()', () => {
   it('says why intake is paused: the source\'s reason, or spool_blocked while the spool holds commits back', async () => {
     const h = harness({ SPOOL_MAX_BYTES: '1024', SPOOL_FULL_POLICY: 'block' });

@@ -21,6 +21,7 @@ describe('MQTT connection errors are one fault, not a line per reconnect', () =>
       reconnectMs: 100,
       maxInFlight: 10,
       maxInFlightBytes: 1 << 20,
+      removedFilterPolicy: 'dead_letter',
     };
     const source = createMqttSource(config, {
       onMessage: () => undefined,

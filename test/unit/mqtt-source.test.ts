@@ -3,12 +3,15 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.js';
 import { createMqttSource } from '../../src/mqtt/source.js';
+import { subscriptionsKey } from '../../src/mqtt/subscriptions.js';
 import type { InboundMessage, MqttSource } from '../../src/mqtt/types.js';
 import { FakeBroker } from './fake-broker.js';
+import { MemoryState } from './fakes.js';
 
 /**
  * The MQTT source with the real MQTT.js client against a scriptable broker (test/unit/fake-broker.ts):
- * PUBACK ownership per connection, graceful stop, back-pressure without disconnects.
+ * PUBACK ownership per connection, graceful stop, back-pressure without disconnects, and
+ * subscriptions that follow the configuration.
  */
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const sources: MqttSource[] = [];
@@ -39,6 +42,7 @@ function mqttConfig(url: string, over: Partial<Config['mqtt']> = {}): Config['mq
     reconnectMs: 100,
     maxInFlight: 1000,
     maxInFlightBytes: 1 << 26,
+    removedFilterPolicy: 'dead_letter',
     ...over,
   };
 }
@@ -49,7 +53,7 @@ interface LogLine {
   [k: string]: unknown;
 }
 
-function harness(broker: FakeBroker, over: Partial<Config['mqtt']> = {}, opts: { settle?: 'now' | 'manual' } = {}) {
+function harness(broker: FakeBroker, over: Partial<Config['mqtt']> = {}, opts: { state?: MemoryState; settle?: 'now' | 'manual' } = {}) {
   const logs: LogLine[] = [];
   const logger = pino(
     { level: 'debug' },
@@ -64,16 +68,18 @@ function harness(broker: FakeBroker, over: Partial<Config['mqtt']> = {}, opts: {
   const telemetry = { mqttState: () => undefined, mqttReconnect: () => reconnects++, mqttRedelivered: () => undefined };
   let reconnects = 0;
   let source: MqttSource;
+  const state = opts.state ?? new MemoryState();
   source = createMqttSource(mqttConfig(broker.url, over), {
     logger,
     telemetry,
+    state,
     onMessage: (m) => {
       delivered.push(m);
       if (opts.settle !== 'manual') source.settle(m.seq);
     },
   });
   sources.push(source);
-  return { source, delivered, logs, reconnects: () => reconnects };
+  return { source, delivered, logs, state, reconnects: () => reconnects };
 }
 
 /** Packet commands the broker read on connection `conn`, in order, with PUBACK ids. */
@@ -176,5 +182,106 @@ describe('MQTT source: back-pressure without disconnects', () => {
     expect(h.source.pauseReason).toBeUndefined();
     expect(broker.conns.length).toBe(1);
     expect(h.logs.filter((l) => l.level >= 40)).toEqual([]);
+  });
+});
+
+describe('MQTT source: subscriptions follow the configuration', () => {
+  it('remembers what it subscribed; with a present session it unsubscribes removed filters after subscribing the configured ones', async () => {
+    const broker = await FakeBroker.start();
+    brokers.push(broker);
+    const state = new MemoryState();
+    const first = harness(broker, { topics: ['acc/a/#', 'acc/c/#'] }, { state });
+    await first.source.start();
+    expect(JSON.parse(state.get(subscriptionsKey('bridge-1'))!)).toEqual({ filters: { 'acc/a/#': 1, 'acc/c/#': 1 }, removed: [] });
+    await first.source.close(Date.now() + 2000);
+
+    const second = harness(broker, { topics: ['acc/b/#', 'acc/c/#'] }, { state });
+    await second.source.start();
+    await until(() => broker.packets('unsubscribe').length === 1, 'UNSUBSCRIBE');
+    const w = wire(broker, 1);
+    expect(w.indexOf('subscribe')).toBeLessThan(w.indexOf('unsubscribe'));
+    expect(broker.packets('unsubscribe')[0]).toMatchObject({ unsubscriptions: ['acc/a/#'] });
+    expect([...broker.sessions.get('bridge-1')!.keys()].sort()).toEqual(['acc/b/#', 'acc/c/#']);
+    await until(() => JSON.parse(state.get(subscriptionsKey('bridge-1'))!).filters['acc/a/#'] === undefined, 'memory narrowed');
+    expect(JSON.parse(state.get(subscriptionsKey('bridge-1'))!)).toEqual({ filters: { 'acc/b/#': 1, 'acc/c/#': 1 }, removed: ['acc/a/#'] });
+    const changed = second.logs.filter((l) => /subscriptions changed/.test(l.msg));
+    expect(changed).toHaveLength(1);
+    expect(changed[0]).toMatchObject({ added: ['acc/b/#'], removed: ['acc/a/#'], policy: 'dead_letter' });
+  });
+
+  it('marks messages queued for a removed filter (arriving before and after the UNSUBACK), and no others', async () => {
+    const broker = await FakeBroker.start();
+    brokers.push(broker);
+    const state = new MemoryState();
+    state.set(subscriptionsKey('bridge-1'), JSON.stringify({ filters: { 'acc/a/#': 1, 'acc/b/#': 1 } }));
+    broker.sessions.set('bridge-1', new Map([['acc/a/#', 1], ['acc/b/#', 1]]));
+    broker.onConnect = (c) => {
+      c.publish('acc/a/x', 'queued-1'); // right behind the CONNACK, before our UNSUBSCRIBE
+      c.publish('acc/b/y', 'wanted');
+      c.publish('acc/a/b/z', 'also wanted: acc/+/b/# is configured');
+    };
+    const h = harness(broker, { topics: ['acc/b/#', 'acc/+/b/#'] }, { state });
+    await h.source.start();
+    await until(() => broker.packets('unsubscribe').length === 1 && h.delivered.length === 3, 'unsubscribed');
+    broker.conn.publish('acc/a/x', 'queued-2'); // was queued before the UNSUBACK, delivered after it
+    await until(() => h.delivered.length === 4, 'fourth');
+    expect(h.delivered.map((m) => [m.topic, m.removedFilter])).toEqual([
+      ['acc/a/x', 'acc/a/#'],
+      ['acc/b/y', undefined],
+      ['acc/a/b/z', undefined],
+      ['acc/a/x', 'acc/a/#'],
+    ]);
+    // Marked, not dropped: all four are PUBACKed once settled (the bridge applies the policy).
+    await until(() => broker.packets('puback').length === 4, 'PUBACKs');
+    expect(h.logs.filter((l) => /queued for a removed filter/.test(l.msg))).toHaveLength(1);
+  });
+
+  it('keeps marking a removed filter in later runs (its backlog may outlive a restart), until it is configured again', async () => {
+    const broker = await FakeBroker.start();
+    brokers.push(broker);
+    const state = new MemoryState();
+    state.set(subscriptionsKey('bridge-1'), JSON.stringify({ filters: { 'acc/b/#': 1 }, removed: ['acc/a/#'] }));
+    broker.sessions.set('bridge-1', new Map([['acc/b/#', 1]]));
+    broker.onConnect = (c) => c.publish('acc/a/x', 'left from before');
+    const h = harness(broker, { topics: ['acc/b/#'] }, { state });
+    await h.source.start();
+    await until(() => h.delivered.length === 1, 'delivered');
+    expect(h.delivered[0]!.removedFilter).toBe('acc/a/#');
+    expect(broker.packets('unsubscribe')).toEqual([]);
+    await h.source.close(Date.now() + 2000);
+
+    broker.onConnect = (c) => c.publish('acc/a/x', 'wanted again');
+    const again = harness(broker, { topics: ['acc/b/#', 'acc/a/#'] }, { state });
+    await again.source.start();
+    await until(() => again.delivered.length === 1, 'delivered');
+    expect(again.delivered[0]!.removedFilter).toBeUndefined();
+    expect(JSON.parse(state.get(subscriptionsKey('bridge-1'))!).removed).toEqual([]);
+  });
+
+  it('without a present session unsubscribes nothing and forgets the old filters', async () => {
+    const broker = await FakeBroker.start();
+    brokers.push(broker);
+    const state = new MemoryState();
+    state.set(subscriptionsKey('bridge-1'), JSON.stringify({ filters: { 'acc/a/#': 1 }, removed: ['old/#'] }));
+    const h = harness(broker, { topics: ['acc/b/#'] }, { state });
+    await h.source.start();
+    expect(broker.packets('unsubscribe')).toEqual([]);
+    expect(JSON.parse(state.get(subscriptionsKey('bridge-1'))!)).toEqual({ filters: { 'acc/b/#': 1 }, removed: [] });
+  });
+
+  it('is ready at once on a present session that already holds exactly the configured filters, even with its SUBACK stuck behind held messages', async () => {
+    const broker = await FakeBroker.start();
+    brokers.push(broker);
+    const state = new MemoryState();
+    state.set(subscriptionsKey('bridge-1'), JSON.stringify({ filters: { 'sensors/#': 1 }, removed: [] }));
+    broker.sessions.set('bridge-1', new Map([['sensors/#', 1]]));
+    broker.onConnect = (c) => {
+      for (let i = 0; i < 5; i++) c.publish(`sensors/${i}`, 'backlog');
+    };
+    const h = harness(broker, { maxInFlight: 2 }, { state, settle: 'manual' });
+    await h.source.start(); // resolves although the SUBACK cannot be read yet
+    expect(h.source.state).toBe('subscribed');
+    expect(h.delivered.length).toBe(2);
+    expect(h.source.pauseReason).toBe('in_flight_bound');
   });
 });
