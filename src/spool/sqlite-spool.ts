@@ -157,7 +157,7 @@ class SqliteSpool implements Spool {
   private readonly db: Database.Database;
   private readonly log: Logger;
   private readonly insert: Database.Statement;
-  private readonly stmts: Record<'read' | 'sumRange' | 'deleteRange' | 'oldest', Database.Statement>;
+  private readonly stmts: Record<'read' | 'deleteRange' | 'deleteReturning' | 'oldest', Database.Statement>;
   private readonly insertMany: (entries: readonly Pending[]) => void;
   private readonly headroom: Headroom;
   /** Commits failing (disk, I/O). */
@@ -238,8 +238,9 @@ class SqliteSpool implements Spool {
     );
     this.stmts = {
       read: this.db.prepare('SELECT row_id, msg_id, key_hash, topic, key, value, headers, received_at, bytes FROM records WHERE row_id > ? ORDER BY row_id LIMIT ?'),
-      sumRange: this.db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM records WHERE row_id BETWEEN ? AND ?'),
       deleteRange: this.db.prepare('DELETE FROM records WHERE row_id BETWEEN ? AND ?'),
+      // One pass: the deleted rows' sizes come back with the delete (no counting scan first).
+      deleteReturning: this.db.prepare('DELETE FROM records WHERE row_id BETWEEN ? AND ? RETURNING bytes').pluck(),
       oldest: this.db.prepare('SELECT received_at FROM records ORDER BY row_id LIMIT 1').pluck(),
     };
     this.insertMany = this.db.transaction((entries: readonly Pending[]) => {
@@ -505,10 +506,11 @@ class SqliteSpool implements Spool {
   }
 
   deleteRange(firstRowId: number, lastRowId: number): void {
-    const t = this.stmts.sumRange.get(firstRowId, lastRowId) as { n: number; b: number };
-    this.withRoom('delete', () => this.stmts.deleteRange.run(firstRowId, lastRowId));
-    this.rows -= t.n;
-    this.bytes -= t.b;
+    const sizes = this.withRoom('delete', () => this.stmts.deleteReturning.all(firstRowId, lastRowId) as number[]);
+    let bytes = 0;
+    for (const b of sizes) bytes += b;
+    this.rows -= sizes.length;
+    this.bytes -= bytes;
     // Room was made under SPOOL_MAX_BYTES: records held back by the block policy may go in now.
     // (Deleted pages go to SQLite's free list, not the file system: a watermark hold waits for compact().)
     if (this.heldBy === 'max_bytes') this.commit();
