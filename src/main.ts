@@ -4,8 +4,10 @@ import { createDefaultMapping } from './bridge/mapping.js';
 import { loadRoutesFile } from './bridge/routes/index.js';
 import type { Transform } from './bridge/types.js';
 import type { Config } from './config/types.js';
+import { ConfigError } from './errors.js';
 import { createKafkaFactory } from './kafka/platformatic-client.js';
 import { buildKafkaSecurity } from './kafka/security.js';
+import { applySharedGroup } from './mqtt/shared-group.js';
 import { createMqttSource } from './mqtt/source.js';
 import { buildMqttClientOptions } from './mqtt/tls.js';
 import { redactUrl } from './observability/logger.js';
@@ -32,8 +34,16 @@ export async function runBridge(config: Config, logger: Logger, opts: { transfor
   for (const w of config.warnings) logger.warn(w);
   const telemetry = new Telemetry(logger);
   const transform = opts.transform ?? buildTransform(config);
-  // MQTT_TOPIC wins; otherwise subscribe to exactly what the routes need.
-  const mqttConfig = { ...config.mqtt, topics: config.mqtt.topics.length > 0 ? config.mqtt.topics : transform.subscriptions };
+  // MQTT_TOPIC wins; otherwise subscribe to exactly what the routes need. With MQTT_SHARED_GROUP
+  // each filter becomes $share/<group>/<filter> (messages still arrive under their own topics).
+  const filters = config.mqtt.topics.length > 0 ? config.mqtt.topics : transform.subscriptions;
+  let topics: string[];
+  try {
+    topics = applySharedGroup(filters, config.mqtt.sharedGroup);
+  } catch (err) {
+    throw new ConfigError([(err as Error).message]);
+  }
+  const mqttConfig = { ...config.mqtt, topics };
   const clientOptions = buildMqttClientOptions(config.mqtt);
   const kafka = createKafkaFactory(config.kafka, { logger, security: buildKafkaSecurity(config.kafka) });
   const bridge = new Bridge({
@@ -47,7 +57,7 @@ export async function runBridge(config: Config, logger: Logger, opts: { transfor
   });
   const http = await startHttpServer(config.http, { telemetry, health: bridge, logger });
   logger.info(
-    { mqtt: redactUrl(config.mqtt.url), topics: mqttConfig.topics, routes: config.mapping.routesFile ?? null, clientId: config.mqtt.clientId, kafka: config.kafka.brokers, workers: config.kafka.workers, spool: config.spool.path },
+    { mqtt: redactUrl(config.mqtt.url), topics: mqttConfig.topics, routes: config.mapping.routesFile ?? null, clientId: config.mqtt.clientId, sharedGroup: config.mqtt.sharedGroup ?? null, kafka: config.kafka.brokers, workers: config.kafka.workers, spool: config.spool.path },
     'bridge starting',
   );
   // Not awaited: an unreachable broker is a runtime fault reported by /readyz, not a crash.
