@@ -4,6 +4,7 @@ import { createDefaultMapping } from './bridge/mapping.js';
 import { loadRoutesFile } from './bridge/routes/index.js';
 import type { Transform } from './bridge/types.js';
 import type { Config } from './config/types.js';
+import { drainForScaleDown, endMqttSession, type DrainOutcome } from './drain/drain.js';
 import { ConfigError } from './errors.js';
 import { createKafkaFactory } from './kafka/platformatic-client.js';
 import { buildKafkaSecurity } from './kafka/security.js';
@@ -13,7 +14,7 @@ import { buildMqttClientOptions } from './mqtt/tls.js';
 import { redactUrl } from './observability/logger.js';
 import { startHttpServer } from './observability/http.js';
 import { Telemetry } from './observability/telemetry.js';
-import { openSqliteSpool } from './spool/sqlite-spool.js';
+import { countSpoolRowsOnDisk, openSqliteSpool } from './spool/sqlite-spool.js';
 
 /** The routes file's transform when ROUTES_FILE is set (validated here, before anything connects), else the default mapping. */
 export function buildTransform(config: Config): Transform {
@@ -27,6 +28,8 @@ export interface RunningBridge {
   readonly httpPort: number;
   /** Graceful stop (idempotent); HTTP closes last. */
   stop(): Promise<void>;
+  /** Drain for a scale-down instead of the ordinary stop (src/drain/drain.ts); HTTP closes last. */
+  drain(): Promise<DrainOutcome>;
 }
 
 /** Builds every component from the validated config and starts them. Throws BridgeError on a fatal start problem. */
@@ -63,15 +66,26 @@ export async function runBridge(config: Config, logger: Logger, opts: { transfor
   // Not awaited: an unreachable broker is a runtime fault reported by /readyz, not a crash.
   bridge.start().catch((err: unknown) => logger.error({ err }, 'MQTT start failed'));
   let stopping: Promise<void> | undefined;
+  let draining: Promise<DrainOutcome> | undefined;
   return {
     bridge,
     httpPort: http.port,
     stop() {
       stopping ??= (async () => {
-        await bridge.close();
+        await (draining ?? bridge.close());
         await http.server.close();
       })();
       return stopping;
+    },
+    drain() {
+      draining ??= drainForScaleDown({
+        config,
+        logger,
+        drainBridge: (o) => bridge.drainForScaleDown(o),
+        endSession: () => endMqttSession(mqttConfig, clientOptions),
+        countSpoolRows: () => countSpoolRowsOnDisk(config.spool.path),
+      }).finally(() => http.server.close());
+      return draining;
     },
   };
 }

@@ -101,6 +101,9 @@ class FakeSource implements MqttSource {
   resume(): void {
     this.paused = false;
   }
+  async unsubscribeAll(): Promise<void> {
+    this.world.events.push('source.unsubscribeAll');
+  }
   /** The deadline close() was given. */
   closeDeadlineMs: number | undefined;
   async close(deadlineMs?: number): Promise<void> {
