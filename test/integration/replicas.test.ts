@@ -1,5 +1,11 @@
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { drainIntentPath } from '../../src/drain/intent.js';
 import {
+  repoRoot,
   checkBadges,
   mosquittoSys,
   publishBadges,
@@ -219,6 +225,64 @@ describe('several replicas in shared mode (MQTT_SHARED_GROUP)', () => {
     await settled(set, 'kill-away', TOTAL);
     const { check } = await report('kill-away (after its return)', set, 'kill-away', t0, Date.now());
     expect(check.missing).toEqual([]);
+    await set.stopAll();
+  });
+
+  it('scale-down: replica 2 of 3 drained and removed while traffic flows — 0 lost, its spool empty, its session gone from the broker', async () => {
+    const set = replicaSet('drain', { MQTT_SESSION_EXPIRY_S: '3600' });
+    await set.startAll();
+    const leaving = set.replicas[2]!;
+    let drained: Promise<{ code: number | null; ms: number; disconnectedBefore: number }> | undefined;
+    const t0 = Date.now();
+    const published = await publishBadges({
+      url: mosq.url,
+      badges: BADGES,
+      perBadge: PER_BADGE,
+      topic: badgeTopic('drain'),
+      // Traffic flows before, during and after the drain: 60,000 messages over about 12 s.
+      ratePerS: 5000,
+      onProgress: (n) => {
+        if (n !== 20_000) return;
+        drained = (async () => {
+          const disconnectedBefore = (await mosquittoSys(mosq.url))['clients/disconnected'] ?? -1;
+          // The operator's step 1, as in docs/operations.md: the CLI in the pod, with its SPOOL_PATH.
+          // (execFile rejects on a non-zero exit.)
+          await promisify(execFile)(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src', 'cli.ts'), 'drain-on-stop'], {
+            cwd: repoRoot,
+            env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', SPOOL_PATH: leaving.spoolPath },
+          });
+          expect(existsSync(drainIntentPath(leaving.spoolPath))).toBe(true);
+          // Step 2: the scale-down's SIGTERM.
+          const t = Date.now();
+          const code = await set.stop(2);
+          return { code, ms: Date.now() - t, disconnectedBefore };
+        })();
+      },
+    });
+    expect(published).toBe(TOTAL);
+    const d = await drained!;
+    await settled(set, 'drain', TOTAL);
+    const { check } = await report('drain (replica 2 drained at 20,000)', set, 'drain', t0, Date.now());
+    const sys = await mosquittoSys(mosq.url);
+    const log = readFileSync(path.join(leaving.dir, 'bridge.log'), 'utf8');
+    const drainLine = log.split('\n').find((l) => l.includes('drained for scale-down'));
+    console.log(
+      `[replicas] drain: replica 2 exited ${d.code} after ${d.ms} ms; spool rows on disk ${spoolRowsOnDisk(leaving.spoolPath)}; ` +
+        `broker disconnected sessions before ${d.disconnectedBefore}, after ${sys['clients/disconnected']}; ${drainLine ?? 'no drain line'}`,
+    );
+    expect(d.code).toBe(0);
+    expect(drainLine).toBeDefined();
+    // Its spool is empty and the mark is gone (a later start is an ordinary one).
+    expect(spoolRowsOnDisk(leaving.spoolPath)).toBe(0);
+    expect(existsSync(drainIntentPath(leaving.spoolPath))).toBe(false);
+    // Its session is gone from the broker: not among the disconnected persistent sessions ...
+    expect(sys['clients/disconnected']).toBe(d.disconnectedBefore);
+    // ... and nothing waits for it: every message, including the 40,000 published after the drain
+    // began, reached Kafka through the two others, without replica 2 ever starting again (a
+    // session left subscribed would hold a third of them, as the SIGKILL test above shows).
+    expect(check.missing).toEqual([]);
+    expect(check.distinct).toBe(TOTAL);
+    expect(leaving.lives).toBe(1);
     await set.stopAll();
   });
 });
