@@ -16,9 +16,10 @@ import { clearDrainIntent } from './intent.js';
  *  3. Replay the spool to Kafka until it is empty.
  *  4. The ordinary close (writers, spool, PUBACKs confirmed, DISCONNECT).
  *  5. End the session on the broker: connect once more with the same client id and a clean
- *     start, and disconnect (MQTT 5: session expiry 0; 3.1.1: clean session). Only when step 2
- *     finished and no PUBACK was left held: otherwise messages may still wait in the session,
- *     and ending it would drop them, so it is kept (and reported).
+ *     start, and disconnect (MQTT 5: session expiry 0; 3.1.1: clean session). Only when steps 1
+ *     and 2 finished and no PUBACK was left held: otherwise messages may still wait in the
+ *     session (or still be routed to it), and ending it would drop them, so it is kept (and
+ *     reported).
  *  6. Check on disk that the spool has no rows; then remove the mark.
  *
  * Complete (exit 0) when the session was ended and the spool is empty; otherwise
@@ -59,7 +60,8 @@ export async function drainForScaleDown(deps: DrainDeps): Promise<DrainOutcome> 
   log.info({ deadlineInMs: deadlineMs - t0 }, 'draining for scale-down: unsubscribing, taking in what the session holds, emptying the spool');
   const result = await deps.drainBridge({ deadlineMs, quietMs: deps.quietMs ?? DRAIN_QUIET_MS });
   let sessionEnded = false;
-  if (result.quiet && result.unacked === 0) {
+  // Only an unsubscribed, quiet session with no PUBACK held can hold nothing more: end it then.
+  if (result.unsubscribed && result.quiet && result.unacked === 0) {
     try {
       await deps.endSession();
       sessionEnded = true;

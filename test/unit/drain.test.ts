@@ -57,6 +57,12 @@ describe('drain for scale-down (outcome)', () => {
     expect(existsSync(drainIntentPath(s.config.spool.path))).toBe(true);
   });
 
+  it('keeps the session when the UNSUBSCRIBE failed (messages may still be routed to it)', async () => {
+    const s = setup({ unsubscribed: false });
+    expect(await s.run()).toMatchObject({ complete: false, sessionEnded: false });
+    expect(s.calls).not.toContain('endSession');
+  });
+
   it('keeps the session when PUBACKs were left held at the close', async () => {
     const s = setup({ unacked: 3 });
     expect(await s.run()).toMatchObject({ complete: false, sessionEnded: false });
