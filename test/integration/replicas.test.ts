@@ -39,7 +39,7 @@ const sets: ReplicaSet[] = [];
 beforeAll(async () => {
   // sys_interval 1: $SYS/broker/clients/* every second, to see which sessions the broker holds.
   [mosq, kafka] = await Promise.all([startMosquitto({ extraConfig: ['sys_interval 1'] }), startKafka()]);
-  for (const t of ['shared', 'kill-restart', 'kill-away', 'drain']) await kafka.createTopic(t, 6);
+  for (const t of ['shared', 'kill-restart', 'kill-away', 'drain', 'drain-v4']) await kafka.createTopic(t, 6);
 });
 
 afterAll(async () => {
@@ -49,9 +49,9 @@ afterAll(async () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function replicaSet(name: string, over: Record<string, string> = {}): ReplicaSet {
+function replicaSet(name: string, over: Record<string, string> = {}, replicas = REPLICAS): ReplicaSet {
   const s = new ReplicaSet({
-    replicas: REPLICAS,
+    replicas,
     clientIdPrefix: `${name}-`,
     env: {
       MQTT_BROKER: '127.0.0.1',
@@ -283,6 +283,41 @@ describe('several replicas in shared mode (MQTT_SHARED_GROUP)', () => {
     expect(check.missing).toEqual([]);
     expect(check.distinct).toBe(TOTAL);
     expect(leaving.lives).toBe(1);
+    await set.stopAll();
+  });
+
+  it('scale-down with MQTT 3.1.1: the session of the drained replica is ended by a clean-session connect, nothing lost', async () => {
+    const set = replicaSet('drain-v4', { MQTT_VERSION: '4' }, 2);
+    await set.startAll();
+    const leaving = set.replicas[1]!;
+    const per = 20;
+    let drained: Promise<{ code: number | null; disconnectedBefore: number }> | undefined;
+    const published = await publishBadges({
+      url: mosq.url,
+      badges: BADGES,
+      perBadge: per,
+      topic: badgeTopic('drain-v4'),
+      ratePerS: 5000,
+      onProgress: (n) => {
+        if (n !== 3000) return;
+        drained = (async () => {
+          const disconnectedBefore = (await mosquittoSys(mosq.url))['clients/disconnected'] ?? -1;
+          await promisify(execFile)(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src', 'cli.ts'), 'drain-on-stop'], {
+            cwd: repoRoot,
+            env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', SPOOL_PATH: leaving.spoolPath },
+          });
+          return { code: await set.stop(1), disconnectedBefore };
+        })();
+      },
+    });
+    const d = await drained!;
+    await settled(set, 'drain-v4', published);
+    const check = checkBadges(await kafka.readTopic('drain-v4', { expected: published, timeoutMs: 60_000 }), BADGES, per);
+    const sys = await mosquittoSys(mosq.url);
+    console.log(`[replicas] drain-v4: exit ${d.code}; ${check.distinct} of ${published} in Kafka, ${check.duplicates} duplicates; disconnected sessions before ${d.disconnectedBefore}, after ${sys['clients/disconnected']}`);
+    expect(d.code).toBe(0);
+    expect(sys['clients/disconnected']).toBe(d.disconnectedBefore);
+    expect(check.missing).toEqual([]);
     await set.stopAll();
   });
 });
