@@ -47,6 +47,13 @@ export async function runBridge(config: Config, logger: Logger, opts: { transfor
     throw new ConfigError([(err as Error).message]);
   }
   const mqttConfig = { ...config.mqtt, topics };
+  if (config.mqtt.sharedGroup !== undefined && transform.attach !== undefined) {
+    // Sparkplug B: the BIRTH a DATA message needs was seen by whichever replica got it.
+    logger.warn(
+      { sharedGroup: config.mqtt.sharedGroup },
+      'the routes decode Sparkplug B, whose BIRTH state is kept per replica: in shared mode a DATA message may reach a replica that did not see its BIRTH (header sparkplug.unresolved) unless the broker keeps each publisher on one member (EMQX hash_clientid)',
+    );
+  }
   const clientOptions = buildMqttClientOptions(config.mqtt);
   const kafka = createKafkaFactory(config.kafka, { logger, security: buildKafkaSecurity(config.kafka) });
   const bridge = new Bridge({
