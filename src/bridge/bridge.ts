@@ -154,7 +154,8 @@ export class Bridge implements HealthState {
       await sleep(100);
     }
     await this.close();
-    return { unsubscribed, quiet, spoolEmpty, unacked: this.source.unacked };
+    // Held PUBACKs and messages that arrived after intake stopped: either way still in the session.
+    return { unsubscribed, quiet, spoolEmpty, unacked: this.source.unacked + this.source.leftForRedelivery };
   }
 
   private enqueue(msg: InboundMessage): void {
@@ -375,7 +376,7 @@ export interface BridgeDrainResult {
   readonly quiet: boolean;
   /** The spool was empty before the close (replayed to Kafka). */
   readonly spoolEmpty: boolean;
-  /** PUBACKs still held after the close (their messages stay in the session for redelivery). */
+  /** Messages left unacknowledged at the close (PUBACKs held, or arrived after intake stopped): they stay in the session for redelivery. */
   readonly unacked: number;
 }
 

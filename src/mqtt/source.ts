@@ -517,6 +517,9 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     stopIntake() {
       intakeStopped = true;
     },
+    get leftForRedelivery() {
+      return lateMessages;
+    },
     close,
   };
 }

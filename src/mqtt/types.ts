@@ -81,6 +81,8 @@ export interface MqttSource {
    * and counted; in-flight ones still settle and are PUBACKed by close().
    */
   stopIntake(): void;
+  /** Messages that arrived after stopIntake(): never handed over nor PUBACKed, so still in the broker's session. */
+  readonly leftForRedelivery: number;
   /**
    * Stops intake, writes every PUBACK that became releasable, confirms the broker has read them
    * (a PINGREQ after them is answered), then disconnects. Idempotent. `deadlineMs` (epoch ms)

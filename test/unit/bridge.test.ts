@@ -101,6 +101,7 @@ class FakeSource implements MqttSource {
   resume(): void {
     this.paused = false;
   }
+  leftForRedelivery = 0;
   async unsubscribeAll(): Promise<void> {
     this.world.events.push('source.unsubscribeAll');
   }
