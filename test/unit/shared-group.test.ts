@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';
 import { applySharedGroup, sharedGroupProblem } from '../../src/mqtt/shared-group.js';
+import { planSubscriptions, RemovedFilterMatcher } from '../../src/mqtt/subscriptions.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'share-'));
 const base = { MQTT_BROKER: 'localhost', MQTT_TOPIC: 'a/#,b/+/c', KAFKA_BROKER: 'kafka', SPOOL_PATH: join(dir, 'spool.db') };
@@ -48,5 +49,18 @@ describe('MQTT_SHARED_GROUP', () => {
   it('still accepts a hand-written $share/ filter without a group (the old way)', () => {
     const c = loadConfig({ ...base, MQTT_TOPIC: '$share/g/a/#' });
     expect(applySharedGroup(c.mqtt.topics, c.mqtt.sharedGroup)).toEqual(['$share/g/a/#']);
+  });
+
+  it('switching a replica with a persistent session to shared mode unsubscribes the plain filter; what was queued under it is written as usual', () => {
+    const shared = applySharedGroup(['a/#'], 'g');
+    const plan = planSubscriptions({ filters: { 'a/#': 1 }, removed: [] }, shared, true);
+    expect(plan.unsubscribe).toEqual(['a/#']);
+    expect(plan.added).toEqual(['$share/g/a/#']);
+    const matcher = new RemovedFilterMatcher(shared);
+    matcher.set(plan.removed);
+    // Its topics match the shared filter too: not a removed filter's message, no policy applies.
+    expect(matcher.match('a/b/c')).toBeUndefined();
+    // And back: the shared filter is unsubscribed.
+    expect(planSubscriptions({ filters: { '$share/g/a/#': 1 }, removed: [] }, ['a/#'], true).unsubscribe).toEqual(['$share/g/a/#']);
   });
 });
