@@ -8,4 +8,10 @@ if (problem) {
   process.stderr.write(`mqtt-kafka-spool: ${problem}\n`);
   process.exit(1);
 }
+if (process.argv[2] === 'drain-on-stop') {
+  const { config: loadDotenv } = await import('dotenv');
+  loadDotenv({ quiet: true });
+  const { drainOnStopCommand } = await import('./drain/cli.js');
+  process.exit(drainOnStopCommand(process.argv.slice(3)));
+}
 await import('./start.js');

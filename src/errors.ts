@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   BRIDGE_ERR_MQTT_SEAM: 'The installed mqtt package no longer has the PUBACK or keepalive seam the bridge relies on.',
   BRIDGE_ERR_CLOSED: 'The component was closed; no more work is accepted.',
   BRIDGE_ERR_SHUTDOWN_TIMEOUT: 'Graceful shutdown did not finish within SHUTDOWN_TIMEOUT_MS.',
+  BRIDGE_ERR_DRAIN_INCOMPLETE: 'A drain for scale-down (drain-on-stop) could not empty the spool or end the MQTT session in time; exit code 1. Nothing is lost: keep the volume and start the replica again.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

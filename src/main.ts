@@ -4,14 +4,17 @@ import { createDefaultMapping } from './bridge/mapping.js';
 import { loadRoutesFile } from './bridge/routes/index.js';
 import type { Transform } from './bridge/types.js';
 import type { Config } from './config/types.js';
+import { drainForScaleDown, endMqttSession, type DrainOutcome } from './drain/drain.js';
+import { ConfigError } from './errors.js';
 import { createKafkaFactory } from './kafka/platformatic-client.js';
 import { buildKafkaSecurity } from './kafka/security.js';
+import { applySharedGroup } from './mqtt/shared-group.js';
 import { createMqttSource } from './mqtt/source.js';
 import { buildMqttClientOptions } from './mqtt/tls.js';
 import { redactUrl } from './observability/logger.js';
 import { startHttpServer } from './observability/http.js';
 import { Telemetry } from './observability/telemetry.js';
-import { openSqliteSpool } from './spool/sqlite-spool.js';
+import { countSpoolRowsOnDisk, openSqliteSpool } from './spool/sqlite-spool.js';
 
 /** The routes file's transform when ROUTES_FILE is set (validated here, before anything connects), else the default mapping. */
 export function buildTransform(config: Config): Transform {
@@ -25,6 +28,8 @@ export interface RunningBridge {
   readonly httpPort: number;
   /** Graceful stop (idempotent); HTTP closes last. */
   stop(): Promise<void>;
+  /** Drain for a scale-down instead of the ordinary stop (src/drain/drain.ts); HTTP closes last. */
+  drain(): Promise<DrainOutcome>;
 }
 
 /** Builds every component from the validated config and starts them. Throws BridgeError on a fatal start problem. */
@@ -32,8 +37,23 @@ export async function runBridge(config: Config, logger: Logger, opts: { transfor
   for (const w of config.warnings) logger.warn(w);
   const telemetry = new Telemetry(logger);
   const transform = opts.transform ?? buildTransform(config);
-  // MQTT_TOPIC wins; otherwise subscribe to exactly what the routes need.
-  const mqttConfig = { ...config.mqtt, topics: config.mqtt.topics.length > 0 ? config.mqtt.topics : transform.subscriptions };
+  // MQTT_TOPIC wins; otherwise subscribe to exactly what the routes need. With MQTT_SHARED_GROUP
+  // each filter becomes $share/<group>/<filter> (messages still arrive under their own topics).
+  const filters = config.mqtt.topics.length > 0 ? config.mqtt.topics : transform.subscriptions;
+  let topics: string[];
+  try {
+    topics = applySharedGroup(filters, config.mqtt.sharedGroup);
+  } catch (err) {
+    throw new ConfigError([(err as Error).message]);
+  }
+  const mqttConfig = { ...config.mqtt, topics };
+  if (config.mqtt.sharedGroup !== undefined && transform.attach !== undefined) {
+    // Sparkplug B: the BIRTH a DATA message needs was seen by whichever replica got it.
+    logger.warn(
+      { sharedGroup: config.mqtt.sharedGroup },
+      'the routes decode Sparkplug B, whose BIRTH state is kept per replica: in shared mode a DATA message may reach a replica that did not see its BIRTH (header sparkplug.unresolved) unless the broker keeps each publisher on one member (EMQX hash_clientid)',
+    );
+  }
   const clientOptions = buildMqttClientOptions(config.mqtt);
   const kafka = createKafkaFactory(config.kafka, { logger, security: buildKafkaSecurity(config.kafka) });
   const bridge = new Bridge({
@@ -47,21 +67,32 @@ export async function runBridge(config: Config, logger: Logger, opts: { transfor
   });
   const http = await startHttpServer(config.http, { telemetry, health: bridge, logger });
   logger.info(
-    { mqtt: redactUrl(config.mqtt.url), topics: mqttConfig.topics, routes: config.mapping.routesFile ?? null, clientId: config.mqtt.clientId, kafka: config.kafka.brokers, workers: config.kafka.workers, spool: config.spool.path },
+    { mqtt: redactUrl(config.mqtt.url), topics: mqttConfig.topics, routes: config.mapping.routesFile ?? null, clientId: config.mqtt.clientId, sharedGroup: config.mqtt.sharedGroup ?? null, kafka: config.kafka.brokers, workers: config.kafka.workers, spool: config.spool.path },
     'bridge starting',
   );
   // Not awaited: an unreachable broker is a runtime fault reported by /readyz, not a crash.
   bridge.start().catch((err: unknown) => logger.error({ err }, 'MQTT start failed'));
   let stopping: Promise<void> | undefined;
+  let draining: Promise<DrainOutcome> | undefined;
   return {
     bridge,
     httpPort: http.port,
     stop() {
       stopping ??= (async () => {
-        await bridge.close();
+        await (draining ?? bridge.close());
         await http.server.close();
       })();
       return stopping;
+    },
+    drain() {
+      draining ??= drainForScaleDown({
+        config,
+        logger,
+        drainBridge: (o) => bridge.drainForScaleDown(o),
+        endSession: () => endMqttSession(mqttConfig, clientOptions),
+        countSpoolRows: () => countSpoolRowsOnDisk(config.spool.path),
+      }).finally(() => http.server.close());
+      return draining;
     },
   };
 }

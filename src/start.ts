@@ -1,5 +1,6 @@
 import { config as loadDotenv } from 'dotenv';
 import { loadConfig } from './config/load.js';
+import { hasDrainIntent } from './drain/intent.js';
 import { BridgeError, ConfigError, describeError } from './errors.js';
 import { runBridge, type RunningBridge } from './main.js';
 import { createLogger } from './observability/logger.js';
@@ -36,16 +37,18 @@ async function main(): Promise<void> {
       logger.warn({ signal }, 'second signal: exiting now; unacknowledged messages will be redelivered by the broker');
       process.exit(1);
     }
-    logger.info({ signal, timeoutMs: config.shutdownTimeoutMs }, 'stopping: draining in-flight messages');
+    // Marked with `drain-on-stop` (a scale-down): drain instead of the ordinary stop.
+    const drain = hasDrainIntent(config.spool.path);
+    logger.info({ signal, timeoutMs: config.shutdownTimeoutMs, drainForScaleDown: drain }, drain ? 'stopping: draining for scale-down' : 'stopping: draining in-flight messages');
     const timer = setTimeout(() => {
-      logger.error({ code: 'BRIDGE_ERR_SHUTDOWN_TIMEOUT' }, 'graceful stop took longer than SHUTDOWN_TIMEOUT_MS; exiting');
+      logger.error({ code: drain ? 'BRIDGE_ERR_DRAIN_INCOMPLETE' : 'BRIDGE_ERR_SHUTDOWN_TIMEOUT' }, 'graceful stop took longer than SHUTDOWN_TIMEOUT_MS; exiting');
       process.exit(1);
     }, config.shutdownTimeoutMs);
     timer.unref();
-    running.stop().then(
-      () => {
+    (drain ? running.drain().then((o) => o.complete) : running.stop().then(() => true)).then(
+      (complete) => {
         logger.info('stopped');
-        process.exit(0);
+        process.exit(complete ? 0 : 1);
       },
       (err: unknown) => {
         logger.error({ err: describeError(err) }, 'stop failed');
@@ -57,6 +60,9 @@ async function main(): Promise<void> {
   process.on('SIGINT', onSignal);
   try {
     running = await runBridge(config, logger);
+    if (hasDrainIntent(config.spool.path)) {
+      logger.warn({ spool: config.spool.path }, 'this replica is marked drain-on-stop: its next stop drains it for a scale-down (cancel: drain-on-stop --cancel)');
+    }
   } catch (err) {
     const code = err instanceof BridgeError && err.code === 'BRIDGE_ERR_SPOOL_OPEN' ? 3 : err instanceof ConfigError ? 2 : 1;
     logger.fatal({ err: describeError(err) }, 'cannot start');

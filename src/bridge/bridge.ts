@@ -49,6 +49,7 @@ export class Bridge implements HealthState {
   private transformScheduled = false;
   private closing: Promise<void> | undefined;
   private started = false;
+  private lastMessageAtMs = 0;
 
   constructor(private readonly parts: BridgeParts) {
     const { config, logger, telemetry } = parts;
@@ -112,7 +113,53 @@ export class Bridge implements HealthState {
     await this.source.start();
   }
 
+  /**
+   * Drain for a scale-down (src/drain/drain.ts runs it on SIGTERM when the replica is marked):
+   * UNSUBSCRIBE every filter; keep taking in what the broker had queued for this session until
+   * nothing has arrived for `quietMs` and everything received is durable and PUBACKed; replay
+   * the spool until it is empty; then the ordinary close(). Each phase ends at `deadlineMs`
+   * whatever its state; the result says which ones finished.
+   */
+  async drainForScaleDown(opts: { deadlineMs: number; quietMs: number }): Promise<BridgeDrainResult> {
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    const left = () => opts.deadlineMs - Date.now();
+    let unsubscribed = false;
+    try {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.source.unsubscribeAll(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('no UNSUBACK in time')), Math.max(left(), 0))))]);
+      clearTimeout(timer);
+      unsubscribed = true;
+    } catch (err) {
+      this.log.error({ err: describeError(err) }, 'drain: unsubscribe failed');
+    }
+    // Nothing arrived for quietMs since the UNSUBACK: the broker has no more queued for us.
+    this.lastMessageAtMs = Math.max(this.lastMessageAtMs, Date.now());
+    let quiet = false;
+    while (left() > 0) {
+      if (this.queue.length === 0 && this.source.inFlight === 0 && this.source.unacked === 0 && Date.now() - this.lastMessageAtMs >= opts.quietMs) {
+        quiet = true;
+        break;
+      }
+      await sleep(50);
+    }
+    this.log.info({ quiet, unsubscribed, received: this.source.inFlight }, 'drain: intake quiet; emptying the spool');
+    let spoolEmpty = false;
+    while (left() > 0) {
+      const st = this.spool.stats();
+      if (st.rows === 0 && st.pending === 0 && this.pool.spoolingWorkers === 0 && this.pool.queued === 0) {
+        spoolEmpty = true;
+        break;
+      }
+      await this.replayer.runOnce();
+      await sleep(100);
+    }
+    await this.close();
+    // Held PUBACKs and messages that arrived after intake stopped: either way still in the session.
+    return { unsubscribed, quiet, spoolEmpty, unacked: this.source.unacked + this.source.leftForRedelivery };
+  }
+
   private enqueue(msg: InboundMessage): void {
+    this.lastMessageAtMs = Date.now();
     this.queue.push(msg);
     if (!this.transformScheduled) {
       this.transformScheduled = true;
@@ -319,6 +366,18 @@ export class Bridge implements HealthState {
     })();
     return this.closing;
   }
+}
+
+/** What drainForScaleDown finished. */
+export interface BridgeDrainResult {
+  /** The broker confirmed the UNSUBSCRIBE of every filter. */
+  readonly unsubscribed: boolean;
+  /** Nothing arrived for the quiet time and everything received was PUBACKed (the session holds nothing more). */
+  readonly quiet: boolean;
+  /** The spool was empty before the close (replayed to Kafka). */
+  readonly spoolEmpty: boolean;
+  /** Messages left unacknowledged at the close (PUBACKs held, or arrived after intake stopped): they stay in the session for redelivery. */
+  readonly unacked: number;
 }
 
 /** Size for the dead letter of a record Kafka refused: half the refused record, within the configured maximum. */

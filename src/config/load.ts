@@ -3,6 +3,7 @@ import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:
 import { hostname as osHostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
+import { isSharedFilter, sharedGroupProblem } from '../mqtt/shared-group.js';
 import { redactUrl } from '../observability/logger.js';
 import { VARS } from './spec.js';
 import type { Config, KafkaCompression, SaslMechanism, TlsConfig } from './types.js';
@@ -75,7 +76,14 @@ export function loadConfig(env: NodeJS.ProcessEnv, deps: LoadDeps = {}): Config 
     for (const t of v.MQTT_TOPIC as string[]) {
       const err = topicFilterProblem(t);
       if (err) problems.push(`MQTT_TOPIC: '${t}' ${err}`);
+      else if (typeof v.MQTT_SHARED_GROUP === 'string' && isSharedFilter(t)) {
+        problems.push(`MQTT_TOPIC: '${t}' is already a shared subscription; with MQTT_SHARED_GROUP set, give the plain filter (the bridge adds $share/<group>/)`);
+      }
     }
+  }
+  if (typeof v.MQTT_SHARED_GROUP === 'string') {
+    const err = sharedGroupProblem(v.MQTT_SHARED_GROUP);
+    if (err) problems.push(`MQTT_SHARED_GROUP: ${err} (got '${v.MQTT_SHARED_GROUP}')`);
   }
   const spoolPath = typeof v.SPOOL_PATH === 'string' ? resolve(v.SPOOL_PATH) : '';
   if (spoolPath) {
@@ -91,6 +99,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, deps: LoadDeps = {}): Config 
       url: mqttUrl,
       topics: (v.MQTT_TOPIC as string[] | undefined) ?? [],
       clientId: (v.MQTT_CLIENT_ID as string).replaceAll('%h', host),
+      sharedGroup: v.MQTT_SHARED_GROUP as string | undefined,
       qos: v.MQTT_QOS as 0 | 1,
       protocolVersion: v.MQTT_VERSION as 4 | 5,
       sessionExpiryS: v.MQTT_SESSION_EXPIRY_S as number,

@@ -59,6 +59,7 @@ export const VARS: readonly VarSpec[] = [
   { group: 'mqtt', env: 'MQTT_BROKER', doc: 'MQTT broker host name, or a URL (mqtt://, mqtts://, ws://, wss://). Required.', schema: nonEmpty },
   { group: 'mqtt', env: 'MQTT_PORT', default: '1883', doc: 'MQTT broker port (ignored when MQTT_BROKER is a URL with a port).', schema: int(1, 65535) },
   { group: 'mqtt', env: 'MQTT_TOPIC', doc: 'Topic filter(s) to subscribe to; a comma-separated list means several subscriptions. Required unless ROUTES_FILE is set (then derived from its rules).', schema: list.pipe(z.array(z.string()).min(1, 'must name at least one topic filter')) },
+  { group: 'mqtt', env: 'MQTT_SHARED_GROUP', doc: 'Shared-subscription group: every topic filter (from MQTT_TOPIC or the routes) is subscribed as $share/<group>/<filter>, so the replicas that use the same group split the messages instead of each receiving all of them. Unset: plain subscriptions. The Helm chart sets it when replicas > 1.', schema: nonEmpty },
   { group: 'mqtt', env: 'MQTT_CLIENT_ID', default: '%h', doc: 'MQTT client id; %h expands to the host name. Must be stable across restarts: it names the persistent session.', schema: nonEmpty },
   { group: 'mqtt', env: 'MQTT_QOS', default: '1', doc: 'Subscription QoS: 1 (at-least-once, default) or 0 (best effort).', schema: int(0, 1) },
   { group: 'mqtt', env: 'MQTT_VERSION', default: '5', doc: 'MQTT protocol version: 5 or 4 (= 3.1.1).', schema: int(4, 5) },

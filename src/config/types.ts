@@ -24,6 +24,8 @@ export interface Config {
     /** From MQTT_TOPIC; empty when ROUTES_FILE provides the subscriptions. */
     readonly topics: readonly string[];
     readonly clientId: string;
+    /** MQTT_SHARED_GROUP: subscribe every filter as $share/<group>/<filter>; undefined = plain subscriptions. */
+    readonly sharedGroup?: string | undefined;
     readonly qos: 0 | 1;
     readonly protocolVersion: 4 | 5;
     readonly sessionExpiryS: number;

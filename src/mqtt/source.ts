@@ -84,6 +84,8 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
   const removedMatcher = new RemovedFilterMatcher(config.topics);
   let removedSeen = 0;
   let loggedPlan = false;
+  // Set by unsubscribeAll() (drain for a scale-down): a reconnect must not subscribe again.
+  let unsubscribedAll = false;
 
   const tracker = new AckTracker((packetId, gen) => {
     // A PUBACK belongs to the connection its PUBLISH came on. After a reconnect the broker
@@ -333,6 +335,11 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       fault.ok();
       setState('connected');
       log.info({ sessionPresent: connack.sessionPresent, clientId: config.clientId }, 'connected to MQTT broker');
+      if (unsubscribedAll) {
+        // Draining for a scale-down: take in what the session still holds, subscribe to nothing.
+        c.unsubscribe([...config.topics]);
+        return;
+      }
       const p = planned ?? { ...planFor(connack.sessionPresent), sessionPresent: connack.sessionPresent };
       planned = undefined;
       let done = false;
@@ -447,6 +454,24 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     return closing;
   };
 
+  const unsubscribeAll = (): Promise<void> => {
+    unsubscribedAll = true;
+    const c = client;
+    if (!c?.connected) return Promise.reject(new Error('not connected to the MQTT broker'));
+    return new Promise<void>((resolve, reject) => {
+      c.unsubscribe([...config.topics], (err) => {
+        if (err) {
+          reject(err);
+          return;
+        }
+        log.info({ topics: config.topics }, 'unsubscribed every filter (drain for scale-down)');
+        // The session holds no filter now: a later start subscribes them all again.
+        remember({ filters: {}, removed: recall()?.removed ?? [] });
+        resolve();
+      });
+    });
+  };
+
   const pauseReason = (): IntakePauseReason | undefined => {
     if (intakeStopped) return 'stopping';
     if (manualPause) return 'paused';
@@ -458,6 +483,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
 
   return {
     start,
+    unsubscribeAll,
     settle(seq: number) {
       tracker.settle(seq);
       releaseHeld();
@@ -490,6 +516,9 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     },
     stopIntake() {
       intakeStopped = true;
+    },
+    get leftForRedelivery() {
+      return lateMessages;
     },
     close,
   };

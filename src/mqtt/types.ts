@@ -61,6 +61,12 @@ export interface MqttSource {
   readonly inFlightBytes: number;
   /** QoS 1 messages whose PUBACK is held. */
   readonly unacked: number;
+  /**
+   * Drain for a scale-down: UNSUBSCRIBEs every filter and does not subscribe again after a
+   * reconnect. Messages the broker had already queued for this session still arrive (MQTT 5
+   * §3.10.4) and are handled as usual. Resolves on the UNSUBACK; rejects when not connected.
+   */
+  unsubscribeAll(): Promise<void>;
   readonly state: MqttState;
   /** True while intake is paused because MAX_IN_FLIGHT_MESSAGES was reached (or pause() was called). */
   readonly paused: boolean;
@@ -75,6 +81,8 @@ export interface MqttSource {
    * and counted; in-flight ones still settle and are PUBACKed by close().
    */
   stopIntake(): void;
+  /** Messages that arrived after stopIntake(): never handed over nor PUBACKed, so still in the broker's session. */
+  readonly leftForRedelivery: number;
   /**
    * Stops intake, writes every PUBACK that became releasable, confirms the broker has read them
    * (a PINGREQ after them is answered), then disconnects. Idempotent. `deadlineMs` (epoch ms)

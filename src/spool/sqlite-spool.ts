@@ -100,6 +100,26 @@ export function openSqliteSpool(config: Config['spool'], opts: SqliteSpoolOption
   return new SqliteSpool(config, opts);
 }
 
+/**
+ * Rows in a closed spool file (the bridge's connection holds an exclusive lock while open), or 0
+ * when there is no file yet. Used after a drain for scale-down to check on disk that nothing is left.
+ */
+export function countSpoolRowsOnDisk(path: string): number {
+  let db: Database.Database;
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true, timeout: 1000 });
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'SQLITE_CANTOPEN') return 0;
+    throw err;
+  }
+  try {
+    const t = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'records'").get();
+    return t === undefined ? 0 : (db.prepare('SELECT count(*) AS n FROM records').get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
+}
+
 /** SQLITE_FULL, or an I/O error (on some file systems a full disk surfaces as SQLITE_IOERR_*). */
 export function isDiskError(err: unknown): boolean {
   const code = (err as { code?: unknown } | undefined)?.code;

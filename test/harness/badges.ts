@@ -74,6 +74,8 @@ export interface BadgeCheck {
   missing: string[];
   /** Badges whose first copies are not in increasing seq order. */
   outOfOrder: string[];
+  /** First copies that arrived after a higher seq of the same badge (order violations, all badges together). */
+  orderViolations: number;
   /** Badges whose records landed in more than one partition. */
   splitPartitions: string[];
 }
@@ -88,6 +90,7 @@ export function checkBadges(records: readonly ReadRecord[], badges: number, perB
   const partitions = new Map<string, Set<number>>();
   const outOfOrder = new Set<string>();
   let duplicates = 0;
+  let orderViolations = 0;
   const sorted = [...records].sort((a, b) => a.partition - b.partition || a.offset - b.offset);
   for (const r of sorted) {
     const { badge_id, seq } = parse(r);
@@ -102,8 +105,10 @@ export function checkBadges(records: readonly ReadRecord[], badges: number, perB
     }
     s.add(seq);
     const prev = lastFirst.get(badge_id) ?? -1;
-    if (seq < prev) outOfOrder.add(badge_id);
-    lastFirst.set(badge_id, seq);
+    if (seq < prev) {
+      outOfOrder.add(badge_id);
+      orderViolations++;
+    } else lastFirst.set(badge_id, seq);
   }
   const missing: string[] = [];
   for (let b = 0; b < badges; b++) {
@@ -118,6 +123,7 @@ export function checkBadges(records: readonly ReadRecord[], badges: number, perB
     duplicates,
     missing,
     outOfOrder: [...outOfOrder],
+    orderViolations,
     splitPartitions: [...partitions].filter(([, p]) => p.size > 1).map(([id]) => id),
   };
 }

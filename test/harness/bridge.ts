@@ -8,6 +8,8 @@ export interface BridgeProcessOptions {
   logDir?: string;
   /** Wait for /readyz to answer 200 (default true). */
   waitReady?: boolean;
+  /** Extra Node options before the script, e.g. ['--cpu-prof', '--cpu-prof-dir=/tmp/p']. */
+  nodeArgs?: string[];
 }
 
 /** The bridge running as its own process (`node --import tsx src/cli.ts`), so tests can SIGKILL it. */
@@ -41,7 +43,8 @@ export async function startBridgeProcess(opts: BridgeProcessOptions): Promise<Br
   // The same V8 heap sizes as `npm start` and the image (see README "Memory").
   const heap = `--max-old-space-size=${process.env.BRIDGE_MAX_OLD_SPACE_MB ?? '160'}`;
   const semi = [`--max-semi-space-size=${process.env.BRIDGE_SEMI_SPACE_MB ?? '16'}`];
-  const args = process.env.BRIDGE_DIST === '1' ? [heap, ...semi, path.join(repoRoot, 'dist', 'cli.js')] : [heap, ...semi, '--import', 'tsx', path.join(repoRoot, 'src', 'cli.ts')];
+  const node = [heap, ...semi, ...(opts.nodeArgs ?? [])];
+  const args = process.env.BRIDGE_DIST === '1' ? [...node, path.join(repoRoot, 'dist', 'cli.js')] : [...node, '--import', 'tsx', path.join(repoRoot, 'src', 'cli.ts')];
   const proc = ManagedProcess.spawn(process.execPath, args, {
     name: 'bridge',
     logFile,

@@ -55,5 +55,6 @@ export {
   type RuleState,
 } from './prometheus.js';
 export { EdgeNode, DataType, encodePayload, metric, packArray, valueField, type EdgeNodeOptions, type PbObject, type SimMetric } from './sparkplug.js';
+export { ReplicaSet, spoolRowsOnDisk, mosquittoSys, waitUntil, type Replica, type ReplicaCounts, type ReplicaSetOptions } from './replicas.js';
 export { mountSmallFs, smallFsUnavailable, type SmallFs } from './small-fs.js';
 export { startDelayProxy, type DelayProxy, type DelayProxyOptions } from './delay-proxy.js';

@@ -301,6 +301,47 @@ describe('helm template with the default values', () => {
   });
 });
 
+describe('helm template with several replicas (shared subscriptions)', () => {
+  const group = (...args: string[]) => statefulSet(render(...args)).env.get('MQTT_SHARED_GROUP')?.value;
+
+  it('replicas: 3 sets MQTT_SHARED_GROUP to the StatefulSet name, from the release name', () => {
+    const objs = render('--set', 'replicas=3', '--set', 'config.MQTT_TOPIC=sensors/#');
+    checkCommon(objs);
+    const { spec, env } = statefulSet(objs);
+    expect(spec.replicas).toBe(3);
+    expect(env.get('MQTT_SHARED_GROUP')?.value).toBe(only(objs, 'StatefulSet').metadata.name);
+    expect(env.get('MQTT_SHARED_GROUP')?.value).toBe('bridge-mqtt-kafka-spool');
+    // Filters stay plain in MQTT_TOPIC: the bridge adds $share/<group>/.
+    expect(env.get('MQTT_TOPIC')?.value).toBe('sensors/#');
+    // Client ids stay per replica.
+    expect(env.get('MQTT_CLIENT_ID')?.valueFrom?.fieldRef?.fieldPath).toBe('metadata.name');
+  });
+
+  it('replicas: 1 keeps plain subscriptions (no MQTT_SHARED_GROUP), as before', () => {
+    expect(group()).toBeUndefined();
+    expect(group('--set', 'replicas=1')).toBeUndefined();
+  });
+
+  it('follows sharedSubscription: a group of its own, forced on with one replica, off', () => {
+    expect(group('--set', 'replicas=3', '--set', 'sharedSubscription.group=plant1')).toBe('plant1');
+    expect(group('--set', 'sharedSubscription.enabled=true')).toBe('bridge-mqtt-kafka-spool');
+    expect(group('--set', 'replicas=3', '--set', 'sharedSubscription.enabled=false')).toBeUndefined();
+  });
+
+  it('leaves hand-written $share/ filters alone in auto mode (the old way keeps working)', () => {
+    expect(group('-f', FULL_VALUES)).toBeUndefined();
+  });
+
+  it('NOTES.txt names the group and the drain procedure, or warns when replicas are not shared', () => {
+    const shared = notes('--set', 'replicas=3');
+    expect(shared).toContain('MQTT_SHARED_GROUP=bridge-mqtt-kafka-spool');
+    expect(shared).toContain('drain-on-stop');
+    expect(shared).not.toContain('WARNING: 3 replicas');
+    expect(notes('--set', 'replicas=3', '--set', 'sharedSubscription.enabled=false')).toContain('WARNING: 3 replicas without shared subscriptions');
+    expect(notes()).not.toContain('MQTT_SHARED_GROUP');
+  });
+});
+
 describe('helm template with every optional feature on (test/fixtures/helm/values-full.yaml)', () => {
   let objs: K8sObject[];
   let values: Record<string, unknown>;
@@ -465,6 +506,10 @@ describe('values.schema.json and template checks reject bad values', () => {
     ['both inline routes and an existing ConfigMap', ['--set', 'routes.inline=x', '--set', 'routes.existingConfigMap=y'], /routes/],
     ['a variable set twice (config and tls.kafka.enabled)', ['--set', 'tls.kafka.enabled=true', '--set', 'config.KAFKA_TLS=true'], /KAFKA_TLS/],
     ['both PDB fields', ['--set', 'podDisruptionBudget.minAvailable=1'], /podDisruptionBudget|not/],
+    ['MQTT_SHARED_GROUP in config (sharedSubscription.* sets it)', ['--set', 'config.MQTT_SHARED_GROUP=g'], /MQTT_SHARED_GROUP|not/],
+    ["a share name with '/'", ['--set', 'sharedSubscription.group=a/b'], /sharedSubscription/],
+    ['sharedSubscription.enabled=maybe', ['--set', 'sharedSubscription.enabled=maybe'], /sharedSubscription/],
+    ['a forced group over hand-written $share/ filters', ['--set', 'sharedSubscription.enabled=true', '--set', 'config.MQTT_TOPIC=$share/g/a/#'], /already has \$share\/ filters/],
   ];
   it.each(rejected)('rejects %s', (_what, args, message) => {
     const r = template(...args);

@@ -101,6 +101,10 @@ class FakeSource implements MqttSource {
   resume(): void {
     this.paused = false;
   }
+  leftForRedelivery = 0;
+  async unsubscribeAll(): Promise<void> {
+    this.world.events.push('source.unsubscribeAll');
+  }
   /** The deadline close() was given. */
   closeDeadlineMs: number | undefined;
   async close(deadlineMs?: number): Promise<void> {

@@ -98,3 +98,28 @@ A value as an environment variable string. YAML numbers reach templates as float
 {{- toYaml .Values.routes.inline }}
 {{- end }}
 {{- end }}
+
+{{/*
+MQTT_SHARED_GROUP, or empty for plain subscriptions. sharedSubscription.enabled: auto (on when
+replicas > 1, unless config.MQTT_TOPIC already names $share/ filters by hand, the way the chart's
+docs told before the group existed), true (always: scaling 1 -> N later changes nothing on the
+broker) or false (never: with several replicas each then receives every message). The group is
+sharedSubscription.group, else the StatefulSet's name (derived from the release name, like the
+pods' client ids).
+*/}}
+{{- define "mks.sharedGroup" -}}
+{{- $s := .Values.sharedSubscription }}
+{{- $handWritten := contains "$share/" (toString (.Values.config.MQTT_TOPIC | default "")) }}
+{{- $on := false }}
+{{- if eq (toString $s.enabled) "true" }}
+{{- if $handWritten }}
+{{- fail "sharedSubscription.enabled=true: config.MQTT_TOPIC already has $share/ filters; give plain filters (the chart adds $share/<group>/) or set sharedSubscription.enabled=auto" }}
+{{- end }}
+{{- $on = true }}
+{{- else if eq (toString $s.enabled) "auto" }}
+{{- $on = and (gt (int .Values.replicas) 1) (not $handWritten) }}
+{{- end }}
+{{- if $on }}
+{{- default (include "mks.fullname" .) $s.group }}
+{{- end }}
+{{- end }}
