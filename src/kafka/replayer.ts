@@ -120,14 +120,22 @@ export class Replayer {
     }
     const started = Date.now();
     let replayed = 0;
+    const page = (after: number): SpoolRow[] => spool.read(after, this.config.kafka.batchMaxMessages, this.config.kafka.batchMaxBytes);
+    let rows = page(this.delivered);
     while (!this.stopped) {
-      const rows = spool.read(this.delivered, this.config.kafka.batchMaxMessages, this.config.kafka.batchMaxBytes);
       if (rows.length === 0) {
-        if (this.commitPending()) continue;
+        if (!this.deleteDelivered()) return;
+        if (this.commitPending()) {
+          rows = page(this.delivered);
+          continue;
+        }
         if (spool.stats().rows === 0) {
           // Give the file system its space back first: records held for lack of it may fit now.
           spool.compact();
-          if (this.commitPending()) continue;
+          if (this.commitPending()) {
+            rows = page(this.delivered);
+            continue;
+          }
           // Same tick as the check: no spooling worker can append in between. What the spool
           // still holds back goes to Kafka directly, ahead of everything after it.
           const held = spool.takeHeld();
@@ -136,19 +144,30 @@ export class Replayer {
         } else this.finish(replayed, started, 'partial', 0);
         return;
       }
+      // Pipelined, one produce request in flight as always: while this page is on its way to
+      // Kafka, the previous (acknowledged) page is deleted — an fsync at synchronous=FULL — and
+      // the next page is read. Rows appended meanwhile get higher row ids, so the next page still
+      // follows this one in row order.
+      const first = rows[0]!.rowId;
+      const last = rows[rows.length - 1]!.rowId;
+      const sending = this.send(rows);
+      sending.catch(() => undefined);
+      const deletedPrevious = this.deleteDelivered();
+      const next = deletedPrevious ? page(last) : [];
       try {
-        await this.send(rows);
+        await sending;
       } catch (err) {
         this.kafkaFailed(err, spool.stats().rows);
         return;
       }
       this.kafkaFault.ok('replay');
-      const first = rows[0]!.rowId;
-      const last = rows[rows.length - 1]!.rowId;
       this.delivered = last;
       replayed += rows.length;
-      this.undeleted = { first, last };
-      if (!this.deleteDelivered()) return;
+      // Contiguous with a previous page whose delete failed: one range (rows appended since have
+      // higher ids than `last`, so the range holds exactly the delivered pages).
+      this.undeleted = { first: this.undeleted?.first ?? first, last };
+      if (!deletedPrevious) return;
+      rows = next;
     }
   }
 
