@@ -109,6 +109,9 @@ export class Bridge implements HealthState {
   /** Starts the replayer and the MQTT source; resolves once subscribed. */
   async start(): Promise<void> {
     this.started = true;
+    // The producers' connection and producer-id round trips overlap with the MQTT connect instead
+    // of standing in front of each worker's first batch.
+    this.pool.connect();
     this.replayer.start();
     await this.source.start();
   }

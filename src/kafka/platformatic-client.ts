@@ -128,6 +128,16 @@ class PlatformaticProducerClient implements KafkaProducerClient {
     }
   }
 
+  async connect(): Promise<void> {
+    if (this.closed) return;
+    try {
+      // A send() meanwhile joins this request instead of making its own (the client deduplicates it).
+      await this.ready().initIdempotentProducer({});
+    } catch (err) {
+      this.log.debug({ err: describeError(err) }, 'Kafka producer not set up before its first write; that write tries again');
+    }
+  }
+
   async recreate(): Promise<void> {
     const p = this.producer;
     this.producer = undefined;

@@ -34,6 +34,11 @@ export interface KafkaProducerClient {
   send(records: readonly OutRecord[]): Promise<void>;
   /** Throws unless Kafka answers (metadata request). */
   probe(): Promise<void>;
+  /**
+   * Sets the producer up ahead of its first send (connection, producer id), so the first batch
+   * does not wait for it. Never throws: a failure here is left for send() to meet and report.
+   */
+  connect(): Promise<void>;
   /** Drops the underlying producer and makes a fresh one (fatal idempotence errors, stuck producer). */
   recreate(): Promise<void>;
   close(): Promise<void>;

@@ -72,6 +72,11 @@ export class WriterPool {
     this.reportPath();
   }
 
+  /** Sets every worker's producer up ahead of its first write (in the background; never fails). */
+  connect(): void {
+    for (const w of this.workers) w.connect();
+  }
+
   submit(entry: Pending): void {
     this.workers[workerFor(entry.keyHash, this.workers.length)]!.submit(entry);
   }
@@ -157,6 +162,10 @@ class Worker {
 
   get queued(): number {
     return this.queue.length - this.head;
+  }
+
+  connect(): void {
+    void this.client.connect();
   }
 
   submit(entry: Pending): void {

@@ -60,6 +60,33 @@ describe('real-broker harness', () => {
     }
   });
 
+  it('kafka: connect() sets the producer up ahead of its first send; with no Kafka it resolves and logs at debug only', async () => {
+    await kafka.createTopic('harness-connect', 1);
+    const lines: { level: number; msg: string }[] = [];
+    const logger = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as { level: number; msg: string }) });
+    const cfg = { brokers: [kafka.bootstrap], clientId: 'harness-connect', workers: 1, autoCreateTopics: false, batchMaxMessages: 100, batchMaxBytes: 100_000, writeTimeoutMs: 10_000, connectTimeoutMs: 2000, compression: 'none' as const };
+    const notSetUp = () => lines.filter((l) => /not set up before its first write/.test(l.msg));
+    const factory = createKafkaFactory(cfg, { logger });
+    try {
+      const c = factory.create('warm');
+      await c.connect();
+      expect(notSetUp()).toEqual([]);
+      await c.send([{ topic: 'harness-connect', key: 'k', value: Buffer.from('v'), headers: {}, timestampMs: Date.now() }]);
+    } finally {
+      await factory.close();
+    }
+    expect((await kafka.readTopic('harness-connect', { expected: 1 })).map((r) => r.value)).toEqual(['v']);
+
+    const dead = createKafkaFactory({ ...cfg, brokers: ['127.0.0.1:1'] }, { logger });
+    try {
+      await dead.create('warm').connect(); // resolves, does not throw
+      expect(notSetUp()).toHaveLength(1);
+      expect(notSetUp()[0]!.level).toBe(20); // debug: send() reports the fault
+    } finally {
+      await dead.close();
+    }
+  });
+
   it('kafka: produce with the bridge\'s client, read back with kcat, survive stop/start', async () => {
     await kafka.createTopic('harness-topic', 1);
     const factory = createKafkaFactory(

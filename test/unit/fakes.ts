@@ -38,6 +38,8 @@ export class FakeClient implements KafkaProducerClient {
   /** When set, probe() fails with it. */
   probeError: Error | undefined;
   probes = 0;
+  /** connect() calls (setting the producer up ahead of the first write). */
+  connects = 0;
   inFlight = 0;
   maxInFlight = 0;
   closed = 0;
@@ -95,6 +97,9 @@ export class FakeClient implements KafkaProducerClient {
   async probe(): Promise<void> {
     this.probes++;
     if (this.probeError) throw this.probeError;
+  }
+  async connect(): Promise<void> {
+    this.connects++;
   }
   async recreate(): Promise<void> {}
   async close(): Promise<void> {

@@ -128,6 +128,16 @@ describe('writer pool: routing', () => {
     for (const c of h.clients.values()) expect(c.batches.length).toBeGreaterThan(0);
     expect(h.written).toHaveLength(submitted.length);
   });
+
+  it('connect() sets every worker\'s producer up once, ahead of any write', () => {
+    const h = harness({ workers: 3 });
+    h.pool.connect();
+    expect([...h.clients.values()].map((c) => [c.connects, c.batches.length])).toEqual([
+      [1, 0],
+      [1, 0],
+      [1, 0],
+    ]);
+  });
 });
 
 describe('writer pool: batching', () => {
