@@ -29,7 +29,11 @@ FROM node:${NODE_VERSION}-bookworm-slim AS runtime
 # garbage grow the heap several times over before collecting), and a 16 MB young generation
 # semi-space: a Kafka batch's encoding buffers live for one produce request, and a young generation
 # sized from the small cap promotes them, which doubled the CPU per message in garbage collection.
-# In NODE_OPTIONS rather than on the command line so that it can be overridden.
+# In NODE_OPTIONS rather than on the command line so that it can be overridden. The young
+# generation starts at that size too (--min-semi-space-size, in CMD: Node refuses it in
+# NODE_OPTIONS): grown from 1 MB, its first seconds of traffic promote buffers it would have
+# collected: at 5,000 msg/s the first second after a start measured a p99 of 86-140 ms, against
+# 36-69 ms with it (19-37 ms over ten seconds).
 ENV NODE_ENV=production \
     NODE_OPTIONS="--max-old-space-size=160 --max-semi-space-size=16" \
     SPOOL_PATH=/var/lib/mqtt-kafka-spool/spool.db
@@ -61,4 +65,4 @@ STOPSIGNAL SIGTERM
 # do not reliably forward SIGTERM; the bridge would be SIGKILLed after the grace period without
 # draining (safe, as the broker redelivers, but slower and with duplicates). The bridge spawns no
 # child processes, so PID 1's other duty, reaping zombies, does not arise and no init is needed.
-CMD ["node", "dist/cli.js"]
+CMD ["node", "--min-semi-space-size=16", "dist/cli.js"]

@@ -42,7 +42,8 @@ export async function startBridgeProcess(opts: BridgeProcessOptions): Promise<Br
   // BRIDGE_DIST=1 runs the compiled build (what the image ships; `npm run build` first), else the sources through tsx.
   // The same V8 heap sizes as `npm start` and the image (see README "Memory").
   const heap = `--max-old-space-size=${process.env.BRIDGE_MAX_OLD_SPACE_MB ?? '160'}`;
-  const semi = [`--max-semi-space-size=${process.env.BRIDGE_SEMI_SPACE_MB ?? '16'}`];
+  const semiMb = process.env.BRIDGE_SEMI_SPACE_MB ?? '16';
+  const semi = [`--max-semi-space-size=${semiMb}`, `--min-semi-space-size=${semiMb}`];
   const node = [heap, ...semi, ...(opts.nodeArgs ?? [])];
   const args = process.env.BRIDGE_DIST === '1' ? [...node, path.join(repoRoot, 'dist', 'cli.js')] : [...node, '--import', 'tsx', path.join(repoRoot, 'src', 'cli.ts')];
   const proc = ManagedProcess.spawn(process.execPath, args, {
