@@ -362,6 +362,10 @@ class SqliteSpool implements Spool {
       take = take.slice(0, n);
       this.hold('disk_low');
       if (take.length === 0) return [];
+    } else if (this.heldBy === 'disk_low') {
+      // Everything waiting fits above the watermark plus its resume margin: take records again
+      // now, not only once nothing is pending (under steady inflow that moment never comes).
+      this.hold(undefined);
     }
 
     const max = this.config.maxBytes;

@@ -137,6 +137,25 @@ describe('spool: free-space watermark', () => {
     expect(h.spool.stats().heldBy).toBeUndefined();
   });
 
+  it('lifts the hold under steady inflow too: once space is back, records committed at once, not one group a second', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const h = harness({}, WATERMARK - 1);
+    h.spool.append(Array.from({ length: 3_000 }, () => entry()));
+    vi.advanceTimersByTime(2_000);
+    expect(h.committed).toEqual([]);
+    h.disk.free = WATERMARK + resumeMargin(WATERMARK) + 100 * MiB;
+    // Records keep arriving (the source reads more as soon as some are acknowledged).
+    for (let t = 0; t < 1_000; t += 100) {
+      h.spool.append(Array.from({ length: 500 }, () => entry()));
+      vi.advanceTimersByTime(100);
+    }
+    // The 1 s retry found room; what it did not take in its group follows at once.
+    vi.advanceTimersByTime(100);
+    expect(h.committed).toHaveLength(8_000);
+    expect(h.spool.stats()).toMatchObject({ pending: 0, blocked: false });
+    expect(h.spool.stats().heldBy).toBeUndefined();
+  });
+
   it('needs the resume margin on top of the watermark before it takes records again (no flapping at the mark)', () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     const h = harness({}, WATERMARK - 1);
