@@ -88,8 +88,10 @@ export function classifyKafkaError(err: unknown): WriteErrorKind {
  * for good is rare (one bad record among good ones makes the whole produce request fail).
  */
 export function refusedForGood(kind: WriteErrorKind): boolean {
-  return kind === 'too_large' || kind === 'invalid_record';
+  return REFUSED_KINDS.has(kind);
 }
+
+const REFUSED_KINDS: ReadonlySet<WriteErrorKind> = new Set(Object.values(REFUSED_FOR_GOOD));
 
 const SASL_API_IDS = new Set(['SASL_AUTHENTICATION_FAILED', 'UNSUPPORTED_SASL_MECHANISM', 'ILLEGAL_SASL_STATE']);
 

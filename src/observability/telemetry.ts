@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from 'pino';
 import type { DeadLetterReason, SkipReason } from '../bridge/types.js';
+import { refusedForGood } from '../kafka/errors.js';
 import type { WriteErrorKind } from '../kafka/types.js';
 import type { MqttTelemetry } from '../mqtt/source.js';
 import type { MqttState } from '../mqtt/types.js';
@@ -176,7 +177,8 @@ export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetr
   }
   writeError(kind: WriteErrorKind, path: 'direct' | 'replay'): void {
     this.writeErrors.inc({ kind, path });
-    if (kind !== 'too_large') this.kafkaUp.set(0);
+    // Kafka refusing a record for good (too large, invalid) is an answer: Kafka is up.
+    if (!refusedForGood(kind)) this.kafkaUp.set(0);
   }
   workersSpooling(count: number, total: number): void {
     this.writePath.set({ path: 'spooling' }, count);

@@ -511,4 +511,14 @@ describe('writer pool: telemetry', () => {
     expect(await metric(h.telemetry, 'records_written_total', { path: 'direct' })).toBe(3);
     expect(await metric(h.telemetry, 'kafka_up')).toBe(0);
   });
+
+  it('a record Kafka refuses for good (too large, invalid for the topic) is an answer: kafka_up stays 1', async () => {
+    const h = harness({ workers: 1 });
+    h.telemetry.written(1, 10, 1, 'direct');
+    h.telemetry.writeError('invalid_record', 'direct');
+    h.telemetry.writeError('too_large', 'replay');
+    expect(await metric(h.telemetry, 'kafka_up')).toBe(1);
+    h.telemetry.writeError('timeout', 'direct');
+    expect(await metric(h.telemetry, 'kafka_up')).toBe(0);
+  });
 });
