@@ -52,7 +52,8 @@ export function describeError(err: unknown): string {
   let text: string;
   if (err instanceof Error) {
     text = oneError(err);
-    const roots = rootCauses(err);
+    // Causes already in the message (a wrapper that quotes its cause) are not repeated.
+    const roots = rootCauses(err).filter((r) => !text.includes(r));
     if (roots.length > 0) text += ` (caused by: ${roots.join('; ')})`;
   } else text = String(err);
   return text.replace(/\/\/([^@/\s'"]+)@/g, '//[redacted]@');

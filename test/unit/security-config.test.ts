@@ -401,6 +401,14 @@ describe('secrets stay out of logs', () => {
     expect(describeError(new Error('cannot connect to mqtts://bridge:Sup3r-MQTT-pass@broker:8883/'))).toBe('Error: cannot connect to mqtts://[redacted]@broker:8883/');
     expect(describeError('ws://u:Sup3r-MQTT-pass@h')).not.toContain('Sup3r');
   });
+
+  it('names a root cause once: not again when the wrapping message already quotes it', () => {
+    const root = new Error('SQLITE_FULL: database or disk is full');
+    const quoted = new Error(`cannot delete spool rows: ${describeError(root)}`, { cause: root });
+    expect(describeError(quoted).match(/SQLITE_FULL: database or disk is full/g)).toHaveLength(1);
+    const silent = new Error('write failed', { cause: root });
+    expect(describeError(silent)).toBe('Error: write failed (caused by: SQLITE_FULL: database or disk is full)');
+  });
 });
 
 describe('log redaction', () => {
