@@ -153,7 +153,18 @@ export class Replayer {
       const sending = this.send(rows);
       sending.catch(() => undefined);
       const deletedPrevious = this.deleteDelivered();
-      const next = deletedPrevious ? page(last) : [];
+      let next: SpoolRow[];
+      try {
+        next = deletedPrevious ? page(last) : [];
+      } catch (err) {
+        // The run ends on this spool error, but not while its request is out (one at a time);
+        // if Kafka took the page, it is not sent again.
+        if (await sending.then(() => true, () => false)) {
+          this.delivered = last;
+          this.undeleted = { first: this.undeleted?.first ?? first, last };
+        }
+        throw err;
+      }
       try {
         await sending;
       } catch (err) {
