@@ -31,9 +31,14 @@ import type { StateStore } from '../spool/types.js';
  * The transform runs in receive order and writes synchronously (each write is its own
  * `synchronous=FULL` transaction), so a BIRTH is on disk before any later message is even
  * mapped, let alone acknowledged. After a crash the broker redelivers what was not acknowledged;
- * a redelivered BIRTH simply replaces the certificate again. A failed write (disk full) keeps the
- * certificate in memory, so this process still resolves names; it is counted and logged, and
- * after a restart the DATA of that node is delivered unresolved (flagged), never lost.
+ * a redelivered BIRTH simply replaces the certificate again. The other way round is a known
+ * limit: a BIRTH is written before the messages received ahead of it are acknowledged, so a
+ * DATA message from before a rebirth that changed aliases, redelivered after a crash, is resolved
+ * with the newer certificate (docs/routes.md; Sparkplug DATA is usually QoS 0, never redelivered).
+ * A failed write (disk full) keeps the certificate in memory, so this process still resolves
+ * names; it is counted and logged. The database then still holds the previous certificate of
+ * that node, if any: after a restart (or once the cache is cleared) its DATA resolves with that
+ * one, or is delivered unresolved (flagged) when there was none; never lost.
  *
  * Certificates are cached in memory after the first lookup (also "none", so DATA of unknown
  * nodes does not hit the database per message). The cache is cleared when it exceeds

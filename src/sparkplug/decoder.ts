@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { describeError } from '../errors.js';
 import type { InboundMessage } from '../mqtt/types.js';
+import { MemoryState } from '../spool/memory-state.js';
 import type { StateStore } from '../spool/types.js';
 import { BirthStore, deviceKey, makeBirth, nodeKey, type Birth } from './births.js';
 import { buildRecord, type BuiltRecord } from './record.js';
@@ -8,7 +9,7 @@ import { decodePayload, has, type PbMetric, type PbPayload } from './schema.js';
 import { SeqTracker, type SeqVerdict } from './sequence.js';
 import { parseSparkplugTopic, type EdgeTopic } from './topic.js';
 import { NO_SPARKPLUG_TELEMETRY, SPARKPLUG_HEADER as H, type SparkplugTelemetry } from './types.js';
-import { SparkplugDataError, u64 } from './values.js';
+import { SparkplugDataError, SparkplugTooLarge, u64 } from './values.js';
 
 /** A decoded Sparkplug message, ready to become a Kafka record. */
 export interface SparkplugDecoded {
@@ -25,19 +26,15 @@ export interface SparkplugInvalid {
   readonly invalid: string;
 }
 
+/** The decoded record would be larger than the decoder's limit (at least `tooLarge` bytes): a `too_large` dead letter. */
+export interface SparkplugTooLargeResult {
+  readonly tooLarge: number;
+}
+
 /** What a decoder gets once the bridge's durable parts exist. */
 export interface SparkplugDeps {
   readonly state: StateStore;
   readonly telemetry: SparkplugTelemetry;
-}
-
-/** A small in-memory StateStore: used until the bridge attaches the spool's (unit tests, fuzzing). */
-class MemoryStateStore implements StateStore {
-  private readonly map = new Map<string, string>();
-  get = (k: string): string | undefined => this.map.get(k);
-  set = (k: string, v: string): void => void this.map.set(k, v);
-  delete = (k: string): void => void this.map.delete(k);
-  list = (prefix: string): [string, string][] => [...this.map].filter(([k]) => k.startsWith(prefix)).sort(([a], [b]) => (a < b ? -1 : 1));
 }
 
 const MAX_WARNED = 10_000;
@@ -59,8 +56,9 @@ export class SparkplugDecoder {
   /** Nodes/devices already logged as sending unresolved aliases or bad seqs (since their last BIRTH). */
   private readonly warned = new Set<string>();
 
-  constructor() {
-    this.births = new BirthStore(new MemoryStateStore(), (err, op) => this.telemetry.sparkplugStateError(op, describeError(err)));
+  /** `maxRecordBytes`: records larger than this are refused; array metrics are checked before they are expanded. */
+  constructor(private readonly maxRecordBytes = Number.POSITIVE_INFINITY) {
+    this.births = new BirthStore(new MemoryState(), (err, op) => this.telemetry.sparkplugStateError(op, describeError(err)));
   }
 
   /** Connects the durable state store and telemetry (the bridge does this once the spool is open). */
@@ -69,7 +67,7 @@ export class SparkplugDecoder {
     this.births.use(deps.state);
   }
 
-  decode(msg: InboundMessage): SparkplugDecoded | SparkplugInvalid {
+  decode(msg: InboundMessage): SparkplugDecoded | SparkplugInvalid | SparkplugTooLargeResult {
     const t = parseSparkplugTopic(msg.topic);
     if (typeof t === 'string') return { invalid: t };
     if (t.kind === 'state') {
@@ -87,13 +85,13 @@ export class SparkplugDecoder {
     try {
       p = decodePayload(msg.payload);
     } catch (err) {
-      const what = err instanceof RangeError ? 'nested too deeply' : (err as Error).message;
-      return { invalid: `payload is not a Sparkplug B protobuf: ${what.slice(0, 200)}` };
+      // protobufjs' messages (index out of range, invalid wire type, max depth exceeded) hold no payload content.
+      return { invalid: `payload is not a Sparkplug B protobuf: ${(err as Error).message.slice(0, 200)}` };
     }
     return this.edge(msg, t, p);
   }
 
-  private edge(msg: InboundMessage, t: EdgeTopic, p: PbPayload): SparkplugDecoded | SparkplugInvalid {
+  private edge(msg: InboundMessage, t: EdgeTopic, p: PbPayload): SparkplugDecoded | SparkplugInvalid | SparkplugTooLargeResult {
     const { group, edgeNode, device, type } = t;
     const node = nodeKey(group, edgeNode);
     const headers: Record<string, string> = { [H.messageType]: type, [H.group]: group, [H.edgeNode]: edgeNode };
@@ -152,10 +150,10 @@ export class SparkplugDecoder {
 
     let built: BuiltRecord;
     try {
-      built = buildRecord({ group, message_type: type, edge_node: edgeNode, device }, p, birth);
+      built = buildRecord({ group, message_type: type, edge_node: edgeNode, device }, p, birth, this.maxRecordBytes);
     } catch (err) {
       if (err instanceof SparkplugDataError) return { invalid: err.message };
-      if (err instanceof RangeError) return { invalid: 'payload nested too deeply' };
+      if (err instanceof SparkplugTooLarge) return { tooLarge: err.atLeast };
       throw err;
     }
     if (built.unresolved > 0) {
@@ -166,8 +164,10 @@ export class SparkplugDecoder {
     let value: Buffer;
     try {
       value = Buffer.from(JSON.stringify(built.record), 'utf8');
-    } catch {
-      return { invalid: 'payload nested too deeply' };
+    } catch (err) {
+      // A string beyond V8's maximum length (RangeError): far over any Kafka limit.
+      if (err instanceof RangeError) return { tooLarge: Number.MAX_SAFE_INTEGER };
+      throw err;
     }
     return { value, key: device === null ? `${group}/${edgeNode}` : `${group}/${edgeNode}/${device}`, headers };
   }

@@ -1,6 +1,6 @@
 import type { Birth } from './births.js';
 import { has, type PbDataSet, type PbMetaData, type PbMetric, type PbParameter, type PbPayload, type PbPropertySet, type PbPropertyValue, type PbTemplate } from './schema.js';
-import { arrayValue, datatypeName, DT, isArrayType, isKnownType, num64, scalarValue, SparkplugDataError, u64, type Json } from './values.js';
+import { arrayValue, datatypeName, DT, isArrayType, isKnownType, num64, scalarValue, SparkplugDataError, SparkplugTooLarge, type Json, type RecordBudget } from './values.js';
 
 /**
  * Builds the JSON record of a decoded Sparkplug payload (docs/routes.md "format: sparkplug"):
@@ -36,15 +36,20 @@ function put(o: { [k: string]: Json }, k: string, v: Json): void {
   Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
 }
 
-/** Builds the record. Throws SparkplugDataError when a value cannot be decoded as its type says. */
-export function buildRecord(head: RecordHead, p: PbPayload, birth: Birth | undefined): BuiltRecord {
+/**
+ * Builds the record. Throws SparkplugDataError when a value cannot be decoded as its type says,
+ * SparkplugTooLarge when its array metrics alone would make it larger than `maxBytes`.
+ */
+export function buildRecord(head: RecordHead, p: PbPayload, birth: Birth | undefined, maxBytes = Number.POSITIVE_INFINITY): BuiltRecord {
+  const budget: RecordBudget = { left: maxBytes };
   const unresolvedAliases: string[] = [];
   let unresolved = 0;
   const metrics: Json[] = new Array<Json>(p.metrics.length);
   for (let i = 0; i < p.metrics.length; i++) {
     const m = p.metrics[i] as PbMetric;
     let name: string | null = has(m, 'name') ? (m.name as string) : null;
-    const alias = has(m, 'alias') ? u64(m.alias!) : null;
+    const aliasJson = has(m, 'alias') ? num64(m.alias!) : null;
+    const alias = aliasJson === null ? null : String(aliasJson);
     let datatype: number | null = has(m, 'datatype') ? (m.datatype as number) : null;
     if (name === null && alias !== null) {
       const known = birth?.byAlias.get(alias);
@@ -59,7 +64,7 @@ export function buildRecord(head: RecordHead, p: PbPayload, birth: Birth | undef
       unresolved++;
       if (alias !== null && unresolvedAliases.length < 20) unresolvedAliases.push(alias);
     }
-    metrics[i] = metric(m, name, datatype, 0, `metric ${i}`);
+    metrics[i] = metric(m, name, datatype, 0, `metric ${i}`, budget, aliasJson);
   }
   const record: { [k: string]: Json } = {
     group: head.group,
@@ -75,12 +80,12 @@ export function buildRecord(head: RecordHead, p: PbPayload, birth: Birth | undef
   return { record, unresolved, unresolvedAliases };
 }
 
-function metric(m: PbMetric, name: string | null, datatype: number | null, depth: number, where: string): Json {
+function metric(m: PbMetric, name: string | null, datatype: number | null, depth: number, where: string, budget: RecordBudget, alias: Json = has(m, 'alias') ? num64(m.alias!) : null): Json {
   if (depth > MAX_DEPTH) throw new SparkplugDataError(`${where}: nested more than ${MAX_DEPTH} levels deep`);
   const isNull = m.is_null === true;
   const o: { [k: string]: Json } = {
     name,
-    alias: has(m, 'alias') ? num64(m.alias!) : null,
+    alias,
     timestamp: has(m, 'timestamp') ? num64(m.timestamp!) : null,
     datatype,
     type: datatype === null ? null : datatypeName(datatype),
@@ -88,7 +93,7 @@ function metric(m: PbMetric, name: string | null, datatype: number | null, depth
   };
   if (m.is_historical === true) o.is_historical = true;
   if (m.is_transient === true) o.is_transient = true;
-  o.value = isNull ? null : metricValue(m, datatype, depth, where);
+  o.value = isNull ? null : metricValue(m, datatype, depth, where, budget);
   if (has(m, 'properties')) o.properties = propertySet(m.properties!, depth + 1, `${where} properties`);
   if (has(m, 'metadata')) o.metadata = metaData(m.metadata!);
   return o;
@@ -102,7 +107,7 @@ function fits(datatype: number | null, field: string): boolean {
   return datatype === DT.Template;
 }
 
-function metricValue(m: PbMetric, datatype: number | null, depth: number, where: string): Json {
+function metricValue(m: PbMetric, datatype: number | null, depth: number, where: string, budget: RecordBudget): Json {
   const field = m.value;
   if ((field === 'bytes_value' || field === 'dataset_value' || field === 'template_value') && !fits(datatype, field)) {
     throw new SparkplugDataError(`${where}: a ${datatypeName(datatype as number)} value cannot travel in ${field}`);
@@ -112,8 +117,9 @@ function metricValue(m: PbMetric, datatype: number | null, depth: number, where:
       const bytes = m.bytes_value as Uint8Array;
       if (isArrayType(datatype)) {
         try {
-          return arrayValue(bytes, datatype as number);
+          return arrayValue(bytes, datatype as number, budget);
         } catch (err) {
+          if (err instanceof SparkplugTooLarge) throw err;
           throw new SparkplugDataError(`${where}: ${(err as Error).message}`);
         }
       }
@@ -122,7 +128,7 @@ function metricValue(m: PbMetric, datatype: number | null, depth: number, where:
     case 'dataset_value':
       return dataSet(m.dataset_value!, where);
     case 'template_value':
-      return template(m.template_value!, depth + 1, `${where} template`);
+      return template(m.template_value!, depth + 1, `${where} template`, budget);
     default:
       return scalarValue(m, datatype, where) ?? null;
   }
@@ -141,7 +147,7 @@ function dataSet(d: PbDataSet, where: string): Json {
   };
 }
 
-function template(t: PbTemplate, depth: number, where: string): Json {
+function template(t: PbTemplate, depth: number, where: string, budget: RecordBudget): Json {
   const o: { [k: string]: Json } = {};
   if (has(t, 'version')) o.version = t.version as string;
   if (has(t, 'template_ref')) o.template_ref = t.template_ref as string;
@@ -149,7 +155,7 @@ function template(t: PbTemplate, depth: number, where: string): Json {
   o.metrics = t.metrics.map((m, i) => {
     const name = has(m, 'name') ? (m.name as string) : null;
     const dt = has(m, 'datatype') ? (m.datatype as number) : null;
-    return metric(m, name, dt, depth, `${where} metric ${i}`);
+    return metric(m, name, dt, depth, `${where} metric ${i}`, budget);
   });
   o.parameters = t.parameters.map((p, i) => parameter(p, `${where} parameter ${i}`));
   return o;

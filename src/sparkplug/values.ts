@@ -28,6 +28,29 @@ export class SparkplugDataError extends Error {
   override readonly name = 'SparkplugDataError';
 }
 
+/**
+ * How many more JSON bytes a record may take. Array metrics are checked against it before they
+ * are expanded: a packed BooleanArray grows about 40-fold as JSON, so a payload of a few MB
+ * would otherwise exhaust the heap before the record could be refused as too large.
+ */
+export interface RecordBudget {
+  left: number;
+}
+
+/** The record being built is certainly larger than the limit (`atLeast` bytes): a `too_large` dead letter. */
+export class SparkplugTooLarge extends Error {
+  override readonly name = 'SparkplugTooLarge';
+  constructor(readonly atLeast: number) {
+    super(`decoded record would be at least ${atLeast} bytes`);
+  }
+}
+
+/** Takes `n` elements of at least `minBytes` JSON bytes each from the budget; throws SparkplugTooLarge when it runs out. */
+function spend(budget: RecordBudget, n: number, minBytes: number): void {
+  budget.left -= n * minBytes;
+  if (budget.left < 0) throw new SparkplugTooLarge(-budget.left);
+}
+
 /** Data type numbers of the specification (index = number). */
 const NAMES = [
   'Unknown', 'Int8', 'Int16', 'Int32', 'Int64', 'UInt8', 'UInt16', 'UInt32', 'UInt64', 'Float', 'Double', 'Boolean', 'String',
@@ -198,16 +221,20 @@ export function isArrayType(datatype: number | null): boolean {
   return datatype !== null && datatype >= DT.Int8Array && datatype <= DT.DateTimeArray;
 }
 
-/** Decodes an array metric's bytes. Throws SparkplugDataError when the bytes do not fit the type. */
-export function arrayValue(bytes: Uint8Array, datatype: number): Json[] {
+/**
+ * Decodes an array metric's bytes. Throws SparkplugDataError when the bytes do not fit the type,
+ * SparkplugTooLarge (before allocating) when the elements alone would exceed the budget.
+ */
+export function arrayValue(bytes: Uint8Array, datatype: number, budget: RecordBudget): Json[] {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (datatype === 32) return booleanArray(view);
+  if (datatype === 32) return booleanArray(view, budget);
   if (datatype === 33) return stringArray(bytes);
   const size = ELEMENT_BYTES[datatype] as number;
   if (bytes.byteLength % size !== 0) {
     throw new SparkplugDataError(`${datatypeName(datatype)} of ${bytes.byteLength} bytes is not a whole number of ${size}-byte elements`);
   }
   const n = bytes.byteLength / size;
+  spend(budget, n, 2); // a one-digit number and a comma
   const out: Json[] = new Array<Json>(n);
   for (let i = 0, o = 0; i < n; i++, o += size) {
     switch (datatype) {
@@ -228,10 +255,11 @@ export function arrayValue(bytes: Uint8Array, datatype: number): Json[] {
 }
 
 /** BooleanArray: a uint32 (LE) count, then the booleans packed most significant bit first. */
-function booleanArray(view: DataView): boolean[] {
+function booleanArray(view: DataView, budget: RecordBudget): boolean[] {
   if (view.byteLength < 4) throw new SparkplugDataError(`BooleanArray of ${view.byteLength} bytes has no 4-byte count`);
   const n = view.getUint32(0, true);
   if (view.byteLength - 4 < Math.ceil(n / 8)) throw new SparkplugDataError(`BooleanArray says ${n} booleans but holds ${(view.byteLength - 4) * 8} bits`);
+  spend(budget, n, 5); // "true," or "false"
   const out = new Array<boolean>(n);
   for (let i = 0; i < n; i++) out[i] = (view.getUint8(4 + (i >> 3)) & (0x80 >> (i & 7))) !== 0;
   return out;

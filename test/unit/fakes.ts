@@ -144,21 +144,7 @@ export async function metric(t: Telemetry, name: string, labels: Record<string, 
 }
 
 /** An in-memory StateStore for fake spools. */
-export class MemoryState implements StateStore {
-  private readonly map = new Map<string, string>();
-  get(key: string): string | undefined {
-    return this.map.get(key);
-  }
-  set(key: string, value: string): void {
-    this.map.set(key, value);
-  }
-  delete(key: string): void {
-    this.map.delete(key);
-  }
-  list(prefix: string): [string, string][] {
-    return [...this.map].filter(([k]) => k.startsWith(prefix)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  }
-}
+export { MemoryState } from '../../src/spool/memory-state.js';
 
 // --- logs --------------------------------------------------------------------------------
 

@@ -235,6 +235,8 @@ describe('sparkplug: state survives a restart (spool database)', () => {
     t.apply({ ...birth, id: 'inst2:0', dup: true });
     const after = JSON.parse(state.get('sparkplug/g/e1')!) as Record<string, unknown>;
     expect({ ...after, session: null }).toEqual({ ...before, session: null });
+    // Written again (the redelivery's id is the new session), not merely left as it was.
+    expect([before.session, after.session]).toEqual([birth.id, 'inst2:0']);
     expect(after).toMatchObject({ v: 1, kind: 'NBIRTH', bdSeq: '2', seq: 0, metrics: [['bdSeq', null, T.Int64], ['Node Control/Rebirth', '1', T.Boolean], ['uptime', '2', T.UInt64]] });
   });
 

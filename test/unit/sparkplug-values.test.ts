@@ -228,6 +228,46 @@ describe('sparkplug: every data type round-trips', () => {
   });
 });
 
+describe('sparkplug: the wire format, from bytes written by hand (not by our own encoder)', () => {
+  it('Payload timestamp = field 1, metrics = 2, seq = 3; Metric name = 1, alias = 2, datatype = 4, int_value = 10, long_value = 11, boolean_value = 14', () => {
+    const hex = [
+      '08 e8 07', // timestamp 1000
+      '12 0a', '0a 01 74  10 07  20 08  58 ac 02', // metric "t", alias 7, UInt64, long_value 300
+      '12 0b', '0a 01 69  20 03  50 ff ff ff ff 0f', // metric "i", Int32, int_value 0xffffffff (-1)
+      '12 07', '0a 01 62  20 0b  70 01', // metric "b", Boolean, boolean_value true
+      '18 05', // seq 5
+    ].join(' ');
+    const { json } = rec(transform().apply(msg('spBv1.0/g/NDATA/e', Buffer.from(hex.replace(/\s+/g, ''), 'hex'))));
+    expect(json).toMatchObject({ timestamp: 1000, seq: 5 });
+    expect(json.metrics.map((m) => [m.name, m.alias, m.type, m.value])).toEqual([
+      ['t', 7, 'UInt64', '300'],
+      ['i', null, 'Int32', -1],
+      ['b', null, 'Boolean', true],
+    ]);
+  });
+});
+
+describe('sparkplug: records over the limit are too_large dead letters, refused before they are built', () => {
+  it('a packed BooleanArray that would expand to ~40 MB of JSON is refused without expanding it', () => {
+    const bits = Buffer.alloc(4 + 1_000_000, 0xff);
+    bits.writeUInt32LE(8_000_000, 0);
+    const payload = encodePayload({ seq: '0', metrics: [{ name: 'flags', datatype: T.BooleanArray, bytes_value: bits }] });
+    const r = transform().apply(msg('spBv1.0/g/NDATA/e', payload));
+    expect(r).toMatchObject({ kind: 'dead', route: 'spb', reason: 'too_large' });
+    // Refused by the array budget ("would be"), not after building the 40 MB value and measuring it
+    // ("value is … bytes"), which took ~700 ms and exhausted a 160 MB heap at 2 MB of payload.
+    expect(r.kind === 'dead' && r.detail).toMatch(/^decoded record would be at least \d+ bytes, limit 1000000$/);
+  });
+
+  it('the limit counts every array of the record, not each one alone', () => {
+    const ints = Buffer.alloc(300_000); // 300,000 Int8 elements: at least 600,000 JSON bytes each
+    const one = encodePayload({ seq: '0', metrics: [{ name: 'a', datatype: T.Int8Array, bytes_value: ints }] });
+    const two = encodePayload({ seq: '1', metrics: [{ name: 'a', datatype: T.Int8Array, bytes_value: ints }, { name: 'b', datatype: T.Int8Array, bytes_value: ints }] });
+    expect(transform().apply(msg('spBv1.0/g/NDATA/e', one))).toMatchObject({ kind: 'record' });
+    expect(transform().apply(msg('spBv1.0/g/NDATA/e', two))).toMatchObject({ kind: 'dead', reason: 'too_large' });
+  });
+});
+
 describe('sparkplug: bad input is an invalid_sparkplug dead letter (never dropped)', () => {
   const everything = () => compileRoutes({ routes: [{ name: 'spb', match: '#', topic: 'sparkplug', format: 'sparkplug' }] }, 'inline', opts);
   const dead = (topic: string, payload: Buffer | string): TransformResult => everything().apply(msg(topic, Buffer.isBuffer(payload) ? payload : Buffer.from(payload)));
@@ -235,7 +275,7 @@ describe('sparkplug: bad input is an invalid_sparkplug dead letter (never droppe
 
   it.each([
     ['not protobuf (JSON text)', 'spBv1.0/g/NDATA/e', Buffer.from('{"timestamp": 1}'), /not a Sparkplug B protobuf/],
-    ['truncated protobuf', 'spBv1.0/g/NDATA/e', good.subarray(0, 4), /not a Sparkplug B protobuf/],
+    ['truncated protobuf', 'spBv1.0/g/NDATA/e', good.subarray(0, 4), /not a Sparkplug B protobuf: index out of range/],
     ['unknown message type', 'spBv1.0/g/NFOO/e', good, /not a Sparkplug message type/],
     ['device message without device', 'spBv1.0/g/DDATA/e', good, /DDATA topic must have 5 levels/],
     ['node message with a device level', 'spBv1.0/g/NDATA/e/d', good, /NDATA topic must have 4 levels/],

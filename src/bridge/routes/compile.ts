@@ -36,7 +36,7 @@ export function compileRoutes(doc: unknown, source: string, opts: RoutesOptions)
   const spec = readRoutesSpec(doc, problems);
   const rules: CompiledRule[] = [];
   let decoder: SparkplugDecoder | undefined;
-  const sparkplug = (): SparkplugDecoder => (decoder ??= new SparkplugDecoder());
+  const sparkplug = (): SparkplugDecoder => (decoder ??= new SparkplugDecoder(opts.maxMessageBytes));
   for (const r of spec.rules) {
     const c = compileRule(r, opts.separator, opts.maxMessageBytes, sparkplug);
     if (c) rules.push(c);

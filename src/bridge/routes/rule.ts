@@ -190,6 +190,7 @@ function buildRule(r: RuleParts): CompiledRule {
     if (r.sparkplug) {
       const d = r.sparkplug.decode(msg);
       if ('invalid' in d) return dead(new Fail('invalid_sparkplug', d.invalid));
+      if ('tooLarge' in d) return { kind: 'dead', route: name, reason: 'too_large', detail: `decoded record would be at least ${d.tooLarge} bytes, limit ${maxMessageBytes}` };
       sp = d;
     }
     const ctx: RenderContext = { msg, captures, payload, uuid: undefined };
