@@ -21,6 +21,8 @@
  * may hold) and narrowed after the UNSUBACK.
  */
 
+import { levelsCover } from './topic-filter.js';
+
 /** The part of the spool's StateStore the source needs. */
 export interface KeyValueStore {
   get(key: string): string | undefined;
@@ -107,30 +109,19 @@ export class RemovedFilterMatcher {
   match(topic: string): string | undefined {
     if (this.removed.length === 0) return undefined;
     const t = topic.split('/');
-    const hit = this.removed.find((r) => levelsMatch(r.levels, t));
+    const hit = this.removed.find((r) => levelsCover(r.levels, t));
     if (!hit) return undefined;
-    return this.desired.some((d) => levelsMatch(d, t)) ? undefined : hit.filter;
+    return this.desired.some((d) => levelsCover(d, t)) ? undefined : hit.filter;
   }
 }
 
 /** MQTT topic matching (MQTT 5 §4.7): '+' one level, '#' the rest (including the parent level); wildcards at the start never match '$' topics. */
 export function topicMatches(filter: string, topic: string): boolean {
-  return levelsMatch(filterLevels(filter), topic.split('/'));
+  return levelsCover(filterLevels(filter), topic.split('/'));
 }
 
 /** Filter levels, without a shared subscription's `$share/<group>/` prefix. */
 function filterLevels(filter: string): string[] {
   const levels = filter.split('/');
   return levels[0] === '$share' && levels.length > 2 ? levels.slice(2) : levels;
-}
-
-function levelsMatch(f: readonly string[], t: readonly string[]): boolean {
-  if ((f[0] === '#' || f[0] === '+') && t[0]?.startsWith('$')) return false;
-  for (let i = 0; i < f.length; i++) {
-    const fl = f[i];
-    if (fl === '#') return true;
-    if (i >= t.length) return false;
-    if (fl !== '+' && fl !== t[i]) return false;
-  }
-  return f.length === t.length;
 }

@@ -1,3 +1,4 @@
+import { levelsCover } from '../../mqtt/topic-filter.js';
 import type { Problems } from './fail.js';
 
 /**
@@ -121,20 +122,7 @@ function buildPattern(source: string, levels: readonly Level[], names: readonly 
 
 /** True when every topic matched by MQTT filter `inner` is also matched by filter `outer`. */
 export function filterCovers(outer: string, inner: string): boolean {
-  const o = outer.split('/');
-  const n = inner.split('/');
-  // First-level wildcards never match '$' topics, so they cannot cover a '$' literal.
-  if ((o[0] === '+' || o[0] === '#') && (n[0] ?? '').startsWith('$')) return false;
-  for (let i = 0; i < o.length; i++) {
-    const ol = o[i] as string;
-    if (ol === '#') return true;
-    const nl = n[i];
-    if (nl === undefined) return false;
-    if (nl === '#') return false;
-    if (ol === '+') continue;
-    if (nl === '+' || ol !== nl) return false;
-  }
-  return o.length === n.length;
+  return levelsCover(outer.split('/'), inner.split('/'));
 }
 
 /**
