@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import { describeError } from '../errors.js';
+import { withTimeout } from '../timeout.js';
 import { Replayer } from '../kafka/replayer.js';
 import type { KafkaClientFactory, KafkaProducerClient, Pending, WriteErrorKind } from '../kafka/types.js';
 import { WriterPool, kafkaWriteFault } from '../kafka/writer-pool.js';
@@ -121,16 +122,14 @@ export class Bridge implements HealthState {
    * UNSUBSCRIBE every filter; keep taking in what the broker had queued for this session until
    * nothing has arrived for `quietMs` and everything received is durable and PUBACKed; replay
    * the spool until it is empty; then the ordinary close(). Each phase ends at `deadlineMs`
-   * whatever its state; the result says which ones finished.
+   * whatever its state, and the close by `closeByMs`; the result says which ones finished.
    */
-  async drainForScaleDown(opts: { deadlineMs: number; quietMs: number }): Promise<BridgeDrainResult> {
+  async drainForScaleDown(opts: { deadlineMs: number; closeByMs: number; quietMs: number }): Promise<BridgeDrainResult> {
     const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
     const left = () => opts.deadlineMs - Date.now();
     let unsubscribed = false;
     try {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([this.source.unsubscribeAll(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('no UNSUBACK in time')), Math.max(left(), 0))))]);
-      clearTimeout(timer);
+      await withTimeout(this.source.unsubscribeAll(), Math.max(left(), 0), 'UNSUBSCRIBE');
       unsubscribed = true;
     } catch (err) {
       this.log.error({ err: describeError(err) }, 'drain: unsubscribe failed');
@@ -156,13 +155,13 @@ export class Bridge implements HealthState {
       await this.replayer.runOnce();
       await sleep(100);
     }
-    await this.close();
+    await this.close(opts.closeByMs);
     // Held PUBACKs and messages that arrived after intake stopped: either way still in the session.
     return { unsubscribed, quiet, spoolEmpty, unacked: this.source.unacked + this.source.leftForRedelivery };
   }
 
   private enqueue(msg: InboundMessage): void {
-    this.lastMessageAtMs = Date.now();
+    this.lastMessageAtMs = msg.receivedAtMs;
     this.queue.push(msg);
     if (!this.transformScheduled) {
       this.transformScheduled = true;
@@ -339,15 +338,14 @@ export class Bridge implements HealthState {
    * stop intake (nothing more is handed over; later arrivals stay unacknowledged) → map what is
    * queued → writers drain (to Kafka, or to the spool at the deadline) → replayer stops →
    * write every PUBACK that became releasable, confirm the broker read them, then disconnect →
-   * close the spool.
+   * close the spool. `stopByMs`: when it must be over (by default SHUTDOWN_TIMEOUT_MS from now,
+   * when the process-level stop timer fires; a drain for scale-down passes its own).
    */
-  close(): Promise<void> {
+  close(stopByMs = Date.now() + this.parts.config.shutdownTimeoutMs): Promise<void> {
     this.closing ??= (async () => {
-      const t0 = Date.now();
-      const deadline = t0 + Math.max(this.parts.config.shutdownTimeoutMs - 2000, 500);
-      // The MQTT step (confirm the last PUBACKs, DISCONNECT) may use time up to just before the
-      // process-level stop timer (SHUTDOWN_TIMEOUT_MS) would fire.
-      const mqttDeadline = Math.max(t0 + this.parts.config.shutdownTimeoutMs - 500, deadline);
+      const deadline = Math.max(stopByMs - 2000, Date.now() + 500);
+      // The MQTT step (confirm the last PUBACKs, DISCONNECT) may use time up to just before stopByMs.
+      const mqttDeadline = Math.max(stopByMs - 500, deadline);
       const step = async (name: string, fn: () => unknown) => {
         try {
           await fn();

@@ -16,7 +16,11 @@ export function drainOnStopCommand(args: readonly string[], env: NodeJS.ProcessE
     out(`mqtt-kafka-spool drain-on-stop: unknown argument ${unknown.join(' ')} (usage: drain-on-stop [--cancel])`);
     return 2;
   }
-  const spoolPath = resolve(env.SPOOL_PATH || VARS_BY_NAME.get('SPOOL_PATH')!.default!);
+  // Read through the setting's own schema (trimmed, default when empty), as the bridge reads it:
+  // the mark must land beside the spool the bridge opens.
+  const spec = VARS_BY_NAME.get('SPOOL_PATH')!;
+  const parsed = spec.schema.safeParse(env.SPOOL_PATH || spec.default);
+  const spoolPath = resolve(parsed.success ? String(parsed.data) : spec.default!);
   if (!existsSync(dirname(spoolPath))) {
     out(`mqtt-kafka-spool drain-on-stop: the spool directory ${dirname(spoolPath)} does not exist (is SPOOL_PATH the bridge's?)`);
     return 2;

@@ -31,12 +31,14 @@ export const DRAIN_QUIET_MS = 2000;
 
 /** Time kept at the end of SHUTDOWN_TIMEOUT_MS for the close and the session's end. */
 const CLOSE_RESERVE_MS = 10_000;
+/** Of that, the part kept for ending the session (endMqttSession's own timeout, and a margin). */
+const END_SESSION_MS = 7_500;
 
 export interface DrainDeps {
   readonly config: Config;
   readonly logger: Logger;
   /** The bridge's drain (src/bridge/bridge.ts). */
-  readonly drainBridge: (opts: { deadlineMs: number; quietMs: number }) => Promise<BridgeDrainResult>;
+  readonly drainBridge: (opts: { deadlineMs: number; closeByMs: number; quietMs: number }) => Promise<BridgeDrainResult>;
   /** Ends the MQTT session (default: endMqttSession with the bridge's client options). */
   readonly endSession: () => Promise<void>;
   /** Rows left in the (closed) spool file. */
@@ -58,7 +60,10 @@ export async function drainForScaleDown(deps: DrainDeps): Promise<DrainOutcome> 
   const budget = deps.config.shutdownTimeoutMs;
   const deadlineMs = t0 + Math.max(budget - CLOSE_RESERVE_MS, Math.floor(budget / 2));
   log.info({ deadlineInMs: deadlineMs - t0 }, 'draining for scale-down: unsubscribing, taking in what the session holds, emptying the spool');
-  const result = await deps.drainBridge({ deadlineMs, quietMs: deps.quietMs ?? DRAIN_QUIET_MS });
+  // The close (writers, PUBACKs, DISCONNECT) ends in time for the session's end to fit before the
+  // process-level stop timer; the process never exits halfway through either.
+  const closeByMs = Math.max(t0 + budget - END_SESSION_MS, deadlineMs);
+  const result = await deps.drainBridge({ deadlineMs, closeByMs, quietMs: deps.quietMs ?? DRAIN_QUIET_MS });
   let sessionEnded = false;
   // Only an unsubscribed, quiet session with no PUBACK held can hold nothing more: end it then.
   if (result.unsubscribed && result.quiet && result.unacked === 0) {
@@ -96,7 +101,7 @@ export async function drainForScaleDown(deps: DrainDeps): Promise<DrainOutcome> 
  * Ends this client id's session on the broker: a connection with a clean start and no session
  * expiry replaces the old session (and its subscriptions and queue) and ends at its DISCONNECT.
  */
-export async function endMqttSession(config: Config['mqtt'], clientOptions: IClientOptions = {}, timeoutMs = 7000): Promise<void> {
+export async function endMqttSession(config: Config['mqtt'], clientOptions: IClientOptions = {}, timeoutMs = END_SESSION_MS - 500): Promise<void> {
   const c = mqtt.connect(config.url, {
     clientId: config.clientId,
     clean: true,

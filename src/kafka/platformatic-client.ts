@@ -2,6 +2,7 @@ import { compatibilityPartitioner, ProduceAcks, Producer, type MessageToProduce 
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import { BridgeError, describeError, errorChain } from '../errors.js';
+import { withTimeout } from '../timeout.js';
 import { explainKafkaSecurityError, kafkaClosedHint, type KafkaSecurityOptions } from './security.js';
 import type { KafkaClientFactory, KafkaProducerClient, OutRecord } from './types.js';
 
@@ -244,18 +245,4 @@ function closedWhileConnecting(err: unknown): boolean {
     if (e.code === 'ECONNRESET' || /connection closed|socket hang up|closed the connection/i.test(m)) return true;
   }
   return false;
-}
-
-class TimeoutError extends Error {
-  override readonly name = 'TimeoutError';
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new TimeoutError(`${what} timed out after ${ms} ms`)), ms);
-  });
-  // The loser of the race must not become an unhandled rejection.
-  p.catch(() => undefined);
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }

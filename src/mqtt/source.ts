@@ -76,6 +76,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
   let intakeStopped = false;
   let draining = false;
   let lateMessages = 0;
+  let lateQos0 = 0;
   // PINGREQs written and PINGRESPs read on the current connection (the broker answers in order).
   let pingsSent = 0;
   let pingsAnswered = 0;
@@ -128,7 +129,9 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
   const handleMessage = (packet: IPublishPacket, callback: () => void): void => {
     if (intakeStopped) {
       // Never handed to the bridge, never PUBACKed: the broker redelivers it to the next session.
-      lateMessages++;
+      // Not so at QoS 0: that one is gone, and said so at close.
+      if (packet.qos === 0) lateQos0++;
+      else lateMessages++;
       if (draining || !client?.connected) callback();
       else hold(callback);
       return;
@@ -157,7 +160,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       dup: packet.dup,
       receivedAtMs: Date.now(),
       userProperties: packet.properties?.userProperties,
-      ...(removedFilter === undefined ? {} : { removedFilter }),
+      removedFilter,
     };
     if (packet.dup) opts.telemetry.mqttRedelivered();
     try {
@@ -248,9 +251,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
           log.info({ err: describeError(uerr) }, 'unsubscribe interrupted by a disconnect; repeated after reconnecting');
           return;
         }
-        const codes = ((packet as { granted?: number[] } | undefined)?.granted ?? []) as number[];
-        // 0x00 success, 0x11 no subscription existed: either way the broker holds none now.
-        const failed = uerr ? [...plan.unsubscribe] : plan.unsubscribe.filter((_, i) => (codes[i] ?? 0) >= 0x80);
+        const { failed, codes } = unsubackFailures(plan.unsubscribe, uerr, packet);
         if (failed.length > 0) {
           log.error({ err: uerr ? describeError(uerr) : undefined, filters: failed, reasonCodes: codes }, 'unsubscribe failed; the removed filters stay subscribed (retried at the next connect)');
         } else {
@@ -337,7 +338,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       log.info({ sessionPresent: connack.sessionPresent, clientId: config.clientId }, 'connected to MQTT broker');
       if (unsubscribedAll) {
         // Draining for a scale-down: take in what the session still holds, subscribe to nothing.
-        c.unsubscribe([...config.topics]);
+        unsubscribeAll().catch((err: unknown) => log.error({ err: describeError(err) }, 'drain: unsubscribe after reconnecting failed; the filters stay subscribed'));
         return;
       }
       const p = planned ?? { ...planFor(connack.sessionPresent), sessionPresent: connack.sessionPresent };
@@ -448,6 +449,9 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       if (lateMessages > 0) {
         log.info({ messages: lateMessages }, 'messages that arrived after intake stopped were left unacknowledged; the broker redelivers them to the next session');
       }
+      if (lateQos0 > 0) {
+        log.warn({ messages: lateQos0 }, 'QoS 0 messages that arrived after intake stopped were not forwarded (QoS 0 is not redelivered)');
+      }
       if (removedSeen > 0) log.info({ messages: removedSeen, policy: config.removedFilterPolicy }, 'messages queued for removed filters this run');
       log.info({ unacked: tracker.unacked, inFlight: tracker.inFlight }, 'MQTT source closed');
     })();
@@ -458,15 +462,19 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     unsubscribedAll = true;
     const c = client;
     if (!c?.connected) return Promise.reject(new Error('not connected to the MQTT broker'));
+    const remembered = recall();
+    // Also filters an earlier UNSUBSCRIBE failed to remove: the session may still hold them.
+    const filters = [...new Set([...config.topics, ...Object.keys(remembered?.filters ?? {})])];
     return new Promise<void>((resolve, reject) => {
-      c.unsubscribe([...config.topics], (err) => {
-        if (err) {
-          reject(err);
+      c.unsubscribe(filters, (err, packet) => {
+        const { failed, codes } = unsubackFailures(filters, err, packet);
+        // The session holds only what failed now: a later start subscribes the rest again.
+        remember({ filters: Object.fromEntries(failed.map((f) => [f, remembered?.filters[f] ?? config.qos])), removed: remembered?.removed ?? [] });
+        if (failed.length > 0) {
+          reject(err ?? new Error(`the broker refused to unsubscribe ${failed.join(', ')} (reason codes ${codes.join(', ')})`));
           return;
         }
-        log.info({ topics: config.topics }, 'unsubscribed every filter (drain for scale-down)');
-        // The session holds no filter now: a later start subscribes them all again.
-        remember({ filters: {}, removed: recall()?.removed ?? [] });
+        log.info({ topics: filters }, 'unsubscribed every filter (drain for scale-down)');
         resolve();
       });
     });
@@ -522,4 +530,15 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     },
     close,
   };
+}
+
+/**
+ * The filters an UNSUBSCRIBE did not remove: all of them when it failed; with MQTT 5 those whose
+ * UNSUBACK reason code is a failure (0x80 and up). 0x00 success and 0x11 "no subscription
+ * existed" both leave the broker holding none. MQTT.js passes the codes in `packet.granted` and
+ * does not turn them into an error.
+ */
+function unsubackFailures(filters: readonly string[], err: Error | undefined, packet: unknown): { failed: string[]; codes: number[] } {
+  const codes = ((packet as { granted?: number[] } | undefined)?.granted ?? []) as number[];
+  return { failed: err ? [...filters] : filters.filter((_, i) => (codes[i] ?? 0) >= 0x80), codes };
 }

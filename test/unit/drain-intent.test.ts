@@ -29,6 +29,12 @@ describe('drain-on-stop (the intent to drain for a scale-down)', () => {
     expect(lines.at(-1)).toMatch(/no drain-on-stop mark/);
   });
 
+  it('reads SPOOL_PATH as the bridge does (trimmed): the mark lands beside the spool the bridge opens', () => {
+    expect(drainOnStopCommand([], { SPOOL_PATH: ` ${spoolPath} \n` }, (l) => lines.push(l))).toBe(0);
+    expect(hasDrainIntent(spoolPath)).toBe(true);
+    expect(run('--cancel')).toBe(0);
+  });
+
   it('refuses unknown arguments and a SPOOL_PATH whose directory does not exist (exit 2)', () => {
     expect(run('--now')).toBe(2);
     expect(drainOnStopCommand([], { SPOOL_PATH: join(dir, 'missing', 'spool.db') }, (l) => lines.push(l))).toBe(2);

@@ -16,6 +16,7 @@ function setup(bridge: Partial<BridgeDrainResult>, opts: { rows?: number; endSes
   setDrainIntent(config.spool.path);
   const calls: string[] = [];
   let deadline = 0;
+  let closeBy = 0;
   const run = () =>
     drainForScaleDown({
       config,
@@ -23,6 +24,7 @@ function setup(bridge: Partial<BridgeDrainResult>, opts: { rows?: number; endSes
       drainBridge: async (o) => {
         calls.push('bridge');
         deadline = o.deadlineMs - Date.now();
+        closeBy = o.closeByMs - Date.now();
         return { unsubscribed: true, quiet: true, spoolEmpty: true, unacked: 0, ...bridge };
       },
       endSession: async () => {
@@ -34,7 +36,7 @@ function setup(bridge: Partial<BridgeDrainResult>, opts: { rows?: number; endSes
         return opts.rows ?? 0;
       },
     });
-  return { config, calls, run, deadline: () => deadline };
+  return { config, calls, run, deadline: () => deadline, closeBy: () => closeBy };
 }
 
 describe('drain for scale-down (outcome)', () => {
@@ -47,6 +49,9 @@ describe('drain for scale-down (outcome)', () => {
     // The bridge's phases end 10 s before SHUTDOWN_TIMEOUT_MS, leaving time for the close.
     expect(s.deadline()).toBeGreaterThan(19_000);
     expect(s.deadline()).toBeLessThanOrEqual(20_000);
+    // The bridge's close must be over 7.5 s before the stop timer, leaving room to end the session.
+    expect(s.closeBy()).toBeGreaterThan(21_500);
+    expect(s.closeBy()).toBeLessThanOrEqual(22_500);
   });
 
   it('keeps the session when intake never went quiet (messages may still wait in it): incomplete, mark kept', async () => {

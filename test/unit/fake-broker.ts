@@ -49,6 +49,8 @@ export class FakeBroker {
   readonly sessions = new Map<string, Map<string, number>>();
   /** When false, PINGREQs go unanswered (a broker that stopped responding). */
   answerPings = true;
+  /** Filters whose UNSUBSCRIBE the broker refuses (MQTT 5 reason code 0x87, not authorized); they stay subscribed. */
+  readonly refuseUnsubscribe = new Set<string>();
   /** Called for each CONNECT after the CONNACK was written (to queue PUBLISHes right behind it, as a broker with a session does). */
   onConnect: ((c: BrokerConnection) => void) | undefined;
   private server: net.Server | undefined;
@@ -128,7 +130,7 @@ export class FakeBroker {
       }
       case 'unsubscribe': {
         const subs = this.sessions.get(conn.clientId)!;
-        const codes = p.unsubscriptions.map((t) => (subs.delete(t) ? 0 : 0x11));
+        const codes = p.unsubscriptions.map((t) => (this.refuseUnsubscribe.has(t) ? 0x87 : subs.delete(t) ? 0 : 0x11));
         conn.send(conn.version === 5 ? { cmd: 'unsuback', messageId: p.messageId, granted: codes } : { cmd: 'unsuback', messageId: p.messageId });
         break;
       }

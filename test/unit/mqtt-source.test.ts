@@ -131,14 +131,19 @@ describe('MQTT source: graceful stop', () => {
     await until(() => h.delivered.length === 1, 'first delivered');
     h.source.stopIntake();
     for (let i = 0; i < 10; i++) broker.conn.publish(`sensors/late-${i}`, 'x');
+    for (let i = 0; i < 3; i++) broker.conn.publish(`sensors/late-qos0-${i}`, 'x', 0);
     await sleep(100);
     await h.source.close(Date.now() + 3000);
     expect(h.delivered.map((m) => m.topic)).toEqual(['sensors/before']);
     // Only the first message was acknowledged; the late ones are left for redelivery.
     expect(broker.packets('puback').map((p) => p.messageId)).toEqual([1]);
+    expect(h.source.leftForRedelivery).toBe(10);
     const late = h.logs.filter((l) => /after intake stopped/.test(l.msg));
-    expect(late).toHaveLength(1);
-    expect(late[0]).toMatchObject({ level: 30, messages: 10 });
+    // QoS 0 is not redelivered: those are said to be gone, at warn, not counted as waiting.
+    expect(late.map((l) => [l.level, l.messages, /QoS 0/.test(l.msg)])).toEqual([
+      [30, 10, false],
+      [40, 3, true],
+    ]);
   });
 
   it('does not wait long for a broker that never answers the barrier PINGREQ, and says so', async () => {
@@ -182,6 +187,26 @@ describe('MQTT source: back-pressure without disconnects', () => {
     expect(h.source.pauseReason).toBeUndefined();
     expect(broker.conns.length).toBe(1);
     expect(h.logs.filter((l) => l.level >= 40)).toEqual([]);
+  });
+});
+
+describe('MQTT source: unsubscribeAll (drain for scale-down)', () => {
+  it('fails when the broker refuses a filter in its UNSUBACK (reason codes are no error to MQTT.js), and remembers only that filter', async () => {
+    const broker = await FakeBroker.start();
+    brokers.push(broker);
+    broker.refuseUnsubscribe.add('acc/b/#');
+    const h = harness(broker, { topics: ['acc/a/#', 'acc/b/#'] });
+    await h.source.start();
+    await expect(h.source.unsubscribeAll()).rejects.toThrow(/refused to unsubscribe acc\/b\/# \(reason codes 0, 135\)/);
+    expect([...broker.sessions.get('bridge-1')!.keys()]).toEqual(['acc/b/#']);
+    expect(JSON.parse(h.state.get(subscriptionsKey('bridge-1'))!)).toEqual({ filters: { 'acc/b/#': 1 }, removed: [] });
+
+    // Once the broker lets it go, a second call removes it and succeeds.
+    broker.refuseUnsubscribe.clear();
+    await h.source.unsubscribeAll();
+    expect(broker.packets('unsubscribe').at(-1)).toMatchObject({ unsubscriptions: ['acc/a/#', 'acc/b/#'] });
+    expect([...broker.sessions.get('bridge-1')!.keys()]).toEqual([]);
+    expect(JSON.parse(h.state.get(subscriptionsKey('bridge-1'))!)).toEqual({ filters: {}, removed: [] });
   });
 });
 
