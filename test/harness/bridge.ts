@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { freePort } from './ports.js';
 import { ManagedProcess, makeTempDir, repoRoot, tailFile } from './process.js';
@@ -10,6 +11,14 @@ export interface BridgeProcessOptions {
   waitReady?: boolean;
   /** Extra Node options before the script, e.g. ['--cpu-prof', '--cpu-prof-dir=/tmp/p']. */
   nodeArgs?: string[];
+}
+
+/** One JSON line of the bridge's log (pino, level as its label). */
+export interface BridgeLogLine {
+  level: string;
+  msg: string;
+  fault?: string;
+  [k: string]: unknown;
 }
 
 /** The bridge running as its own process (`node --import tsx src/cli.ts`), so tests can SIGKILL it. */
@@ -26,6 +35,8 @@ export interface BridgeProcess {
   waitReady(timeoutMs?: number): Promise<void>;
   /** Polls until `pred` holds (or throws with the log tail). */
   waitFor(what: string, pred: () => Promise<boolean>, timeoutMs?: number): Promise<void>;
+  /** The log's JSON lines so far (a line still being written, or cut by a kill, is left out). */
+  logLines(): BridgeLogLine[];
 }
 
 export async function startBridgeProcess(opts: BridgeProcessOptions): Promise<BridgeProcess> {
@@ -64,7 +75,11 @@ export async function startBridgeProcess(opts: BridgeProcessOptions): Promise<Br
       return parseMetrics(text);
     },
     async metric(name, labels = {}) {
-      const m = await b.metrics();
+      const text = await (await fetch(`${base}/metrics`)).text();
+      // A labelled metric with no series yet prints only its # HELP / # TYPE lines: 0 then. A name
+      // the bridge does not export at all is an error, not 0 (a misspelt name must fail the test).
+      if (!declares(text, name)) throw new Error(`the bridge exports no metric ${name}`);
+      const m = parseMetrics(text);
       let sum = 0;
       for (const [k, v] of m) {
         const [n, l = ''] = k.split('{');
@@ -72,6 +87,18 @@ export async function startBridgeProcess(opts: BridgeProcessOptions): Promise<Br
         if (Object.entries(labels).every(([lk, lv]) => l.includes(`${lk}="${lv}"`))) sum += v;
       }
       return sum;
+    },
+    logLines() {
+      const out: BridgeLogLine[] = [];
+      for (const line of readFileSync(logFile, 'utf8').split('\n')) {
+        if (!line.startsWith('{')) continue;
+        try {
+          out.push(JSON.parse(line) as BridgeLogLine);
+        } catch {
+          // a partial last line
+        }
+      }
+      return out;
     },
     async readyz() {
       const r = await fetch(`${base}/readyz`);
@@ -97,6 +124,14 @@ export async function startBridgeProcess(opts: BridgeProcessOptions): Promise<Br
   };
   if (opts.waitReady !== false) await b.waitReady();
   return b;
+}
+
+/** True when the exposition declares `name` (`# TYPE name …`), or it is a histogram's _bucket/_sum/_count. */
+function declares(text: string, name: string): boolean {
+  const family = (n: string) => text.includes(`\n# TYPE ${n} `) || text.startsWith(`# TYPE ${n} `);
+  if (family(name)) return true;
+  const m = /^(.*)_(bucket|sum|count)$/.exec(name);
+  return m !== null && family(m[1]!);
 }
 
 /** Parses the Prometheus text format into `name{labels}` → value. */
