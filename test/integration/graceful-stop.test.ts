@@ -108,6 +108,12 @@ async function restartsUnderLoad(name: string): Promise<void> {
   expect(count(/could not confirm that the broker read/)).toBe(0);
   expect(late.length).toBeLessThanOrEqual(RESTARTS);
   expect(count(/"level":"(error|fatal)"/)).toBe(0);
+  // Every Kafka connection went through the delay proxy, and the slow run really was slow.
+  const latency = (await b.metric('mqtt_kafka_produce_latency_seconds_sum', { path: 'direct' })) / (await b.metric('mqtt_kafka_produce_latency_seconds_count', { path: 'direct' }));
+  console.log(`${name}: proxy connections ${proxy.accepted}, mean produce latency of the last run ${(latency * 1000).toFixed(0)} ms`);
+  expect(proxy.accepted).toBeGreaterThan(0);
+  if (proxy.upstreamDelayMs > 0) expect(latency).toBeGreaterThanOrEqual(proxy.upstreamDelayMs / 1000);
+  else expect(latency).toBeLessThan(0.2);
   await b.proc.stop('SIGTERM');
 }
 
