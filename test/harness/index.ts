@@ -40,7 +40,7 @@ export {
   type TopicOptions,
 } from './kafka.js';
 export { kcatRead, parseKcatJson, type ReadRecord } from './kcat.js';
-export { startBridgeProcess, parseMetrics, type BridgeProcess, type BridgeProcessOptions } from './bridge.js';
+export { startBridgeProcess, parseMetrics, type BridgeLogLine, type BridgeProcess, type BridgeProcessOptions } from './bridge.js';
 export { publishBadges, checkBadges, badgeId, type BadgeCheck, type BadgeRunOptions } from './badges.js';
 export {
   startPrometheus,

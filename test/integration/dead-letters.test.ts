@@ -161,17 +161,7 @@ interface LogLine {
 }
 
 function deadLetterLogs(b: BridgeProcess): LogLine[] {
-  const out: LogLine[] = [];
-  for (const line of fs.readFileSync(b.logFile, 'utf8').split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      const l = JSON.parse(line) as LogLine;
-      if (l.msg === 'message dead-lettered') out.push(l);
-    } catch {
-      // partial last line
-    }
-  }
-  return out;
+  return b.logLines().filter((l) => l.msg === 'message dead-lettered') as LogLine[];
 }
 
 /** The good records of key `key` on `topic`, as the numbers `seq` they carry, in the order Kafka holds them. */

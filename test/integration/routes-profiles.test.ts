@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +14,7 @@ import {
   startBridgeProcess,
   startKafka,
   startMosquitto,
+  type BridgeLogLine,
   type BridgeProcess,
   type Kafka,
   type Mosquitto,
@@ -91,23 +91,7 @@ async function bridge(over: Record<string, string>): Promise<BridgeProcess> {
   return b;
 }
 
-interface LogLine {
-  msg?: string;
-  [k: string]: unknown;
-}
-
-function logLines(b: BridgeProcess): LogLine[] {
-  const out: LogLine[] = [];
-  for (const line of fs.readFileSync(b.logFile, 'utf8').split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      out.push(JSON.parse(line) as LogLine);
-    } catch {
-      // a partial last line
-    }
-  }
-  return out;
-}
+const logLines = (b: BridgeProcess): BridgeLogLine[] => b.logLines();
 
 /** The topic filters the bridge subscribed to (its 'subscribed' log line; /readyz 200 implies it was written). */
 async function subscriptions(b: BridgeProcess): Promise<string[]> {

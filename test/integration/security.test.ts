@@ -11,6 +11,7 @@ import {
   startBridgeProcess,
   startKafka,
   startMosquitto,
+  type BridgeLogLine,
   type BridgeProcess,
   type Kafka,
   type Mosquitto,
@@ -139,19 +140,7 @@ async function bridge(over: Record<string, string>, waitReady = true): Promise<B
   return b;
 }
 
-interface LogLine {
-  level: string;
-  msg: string;
-  [k: string]: unknown;
-}
-
-function logLines(b: BridgeProcess): LogLine[] {
-  return fs
-    .readFileSync(b.logFile, 'utf8')
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as LogLine);
-}
+const logLines = (b: BridgeProcess): BridgeLogLine[] => b.logLines();
 
 function expectNoSecrets(b: BridgeProcess): void {
   const text = fs.readFileSync(b.logFile, 'utf8');

@@ -3,22 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig, topicFilterProblem } from '../../src/config/load.js';
-import { ConfigError } from '../../src/errors.js';
+import { configProblems } from './fakes.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
 const notADir = join(dir, 'file');
 writeFileSync(notADir, 'x');
 const base = { MQTT_BROKER: 'localhost', MQTT_TOPIC: 'a/#', KAFKA_BROKER: 'kafka', SPOOL_PATH: join(dir, 'spool.db') };
 
-function problems(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return [...(err as ConfigError).problems];
-  }
-  throw new Error('expected a ConfigError');
-}
+const problems = configProblems;
 
 describe('configuration', () => {
   it('applies the documented defaults', () => {

@@ -3,10 +3,12 @@
 
 import { MultipleErrors, NetworkError, ResponseError } from '@platformatic/kafka';
 import pino from 'pino';
+import { expect } from 'vitest';
+import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
+import { ConfigError } from '../../src/errors.js';
 import type { KafkaProducerClient, OutRecord } from '../../src/kafka/types.js';
 import type { Telemetry } from '../../src/observability/telemetry.js';
-import type { StateStore } from '../../src/spool/types.js';
 
 // --- fakes -------------------------------------------------------------------------------
 
@@ -167,4 +169,16 @@ export function captureLogger(level = 'debug'): { logger: pino.Logger; lines: Lo
   const lines: LogLine[] = [];
   const logger = pino({ level, formatters: { level: (label) => ({ level: label }) } }, { write: (s: string) => void lines.push(JSON.parse(s) as LogLine) });
   return { logger, lines, atLeastWarn: () => lines.filter((l) => l.level === 'warn' || l.level === 'error' || l.level === 'fatal') };
+}
+
+/** The problems loadConfig reports for `env` (it must refuse it with a ConfigError); `check` sees the error too. */
+export function configProblems(env: Record<string, string>, check?: (err: ConfigError) => void): string[] {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    check?.(err as ConfigError);
+    return [...(err as ConfigError).problems];
+  }
+  throw new Error('expected a ConfigError');
 }

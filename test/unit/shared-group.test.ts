@@ -3,22 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
-import { ConfigError } from '../../src/errors.js';
 import { applySharedGroup, sharedGroupProblem } from '../../src/mqtt/shared-group.js';
 import { planSubscriptions, RemovedFilterMatcher } from '../../src/mqtt/subscriptions.js';
+import { configProblems } from './fakes.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'share-'));
 const base = { MQTT_BROKER: 'localhost', MQTT_TOPIC: 'a/#,b/+/c', KAFKA_BROKER: 'kafka', SPOOL_PATH: join(dir, 'spool.db') };
 
-function problems(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return [...(err as ConfigError).problems];
-  }
-  throw new Error('expected a ConfigError');
-}
+const problems = configProblems;
 
 describe('MQTT_SHARED_GROUP', () => {
   it('is unset by default: plain subscriptions, as before', () => {
