@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import { describeError } from '../errors.js';
 import { withTimeout } from '../timeout.js';
+import { classifyKafkaError, refusedForGood } from '../kafka/errors.js';
 import { Replayer } from '../kafka/replayer.js';
 import type { KafkaClientFactory, KafkaProducerClient, Pending, WriteErrorKind } from '../kafka/types.js';
 import { WriterPool, kafkaWriteFault } from '../kafka/writer-pool.js';
@@ -267,6 +268,9 @@ export class Bridge implements HealthState {
         await this.replayClient.send([dead]);
         return;
       } catch (err) {
+        // Kafka unreachable or slow: the row stays in the spool (the replay run fails) and the
+        // dead letter is tried again with it. Only a dead letter Kafka refuses too is dropped.
+        if (!refusedForGood(classifyKafkaError(err))) throw err;
         this.log.error({ err: describeError(err), messageId: row.id }, 'the dead letter for a refused spooled record was refused too');
       }
     }

@@ -349,13 +349,6 @@ describe('bridge: dead letters', () => {
     expect(h.world.delivered[0]).toMatchObject({ topic: 'mqtt-dead-letter', headers: { 'dlq.reason': 'rejected_by_kafka', 'mqtt.message_id': m.id } });
   });
 
-  // BUG (src/bridge/bridge.ts, rejectedRow): a spooled record that Kafka refuses for good during
-  // replay is only counted as dropped ('rejected_by_kafka') and deleted from the spool; it is never
-  // written to the dead-letter topic. ReplayerDeps.onRejected documents "dead-letter it; the row
-  // is then deleted", the direct path does dead-letter the same case (test above), and DESIGN §2.3
-  // says a message too large for Kafka goes to the dead-letter topic. So whether such a message
-  // reaches the DLQ depends on whether Kafka happened to be up when it arrived.
-  // Remove `.fails` once replay-rejected rows are dead-lettered.
   it('dead-letters a spooled record Kafka refuses as too large during replay, like the direct path does', async () => {
     const h = harness();
     for (const c of h.factory.workers()) c.mode = connectionError();
@@ -365,6 +358,26 @@ describe('bridge: dead letters', () => {
       c.mode = 'ok';
       c.decide = (b) => (b.some((r) => r.topic !== 'mqtt-dead-letter') ? tooLarge() : 'ok');
     }
+    await h.replayer().runOnce();
+    expect(h.spool().stats().rows).toBe(0);
+    await until(() => h.world.delivered.length > 0, 'a dead letter', 200);
+    expect(h.world.delivered[0]).toMatchObject({ topic: 'mqtt-dead-letter', headers: { 'dlq.reason': 'rejected_by_kafka', 'mqtt.message_id': m.id } });
+  });
+
+  it('keeps a refused spooled record in the spool when its dead letter cannot be written yet (Kafka gone again), and dead-letters it on the next run', async () => {
+    const h = harness();
+    for (const c of h.factory.workers()) c.mode = connectionError();
+    const m = h.receive('sensors/a', 'payload');
+    await until(() => h.spool().stats().rows === 1, 'the spooled row');
+    let dlqUp = false;
+    for (const c of h.factory.all()) {
+      c.mode = 'ok';
+      c.decide = (b) => (b.some((r) => r.topic !== 'mqtt-dead-letter') ? tooLarge() : dlqUp ? 'ok' : connectionError());
+    }
+    await h.replayer().runOnce();
+    expect(h.spool().stats().rows).toBe(1);
+    expect(h.world.delivered).toEqual([]);
+    dlqUp = true;
     await h.replayer().runOnce();
     expect(h.spool().stats().rows).toBe(0);
     await until(() => h.world.delivered.length > 0, 'a dead letter', 200);
