@@ -6,7 +6,7 @@ import { isLegalKafkaTopic } from '../../src/bridge/mapping.js';
 import { compileRoutes, loadRoutesFile, type RoutesTransform } from '../../src/bridge/routes/index.js';
 import type { TransformResult } from '../../src/bridge/types.js';
 import type { InboundMessage } from '../../src/mqtt/types.js';
-import { inexactIntegers, SparkplugGen } from './sparkplug-gen.js';
+import { inexactIntegers, RandomChoices, SparkplugGen } from './sparkplug-gen.js';
 import { MemoryState } from './fakes.js';
 import { NO_SPARKPLUG_TELEMETRY } from '../../src/sparkplug/index.js';
 import { encodePayload, metric as spMetric } from '../harness/sparkplug.js';
@@ -32,19 +32,11 @@ function prng(seed: number): () => number {
   };
 }
 
-class Gen {
+class Gen extends RandomChoices {
   readonly sp: SparkplugGen;
-  constructor(readonly rnd: () => number) {
+  constructor(rnd: () => number) {
+    super(rnd);
     this.sp = new SparkplugGen(rnd);
-  }
-  int(n: number): number {
-    return Math.floor(this.rnd() * n);
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[this.int(xs.length)] as T;
-  }
-  chance(p: number): boolean {
-    return this.rnd() < p;
   }
 
   level(): string {

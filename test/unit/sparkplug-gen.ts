@@ -4,8 +4,9 @@
 
 import { DataType as T, encodePayload, packArray, type PbObject } from '../harness/sparkplug.js';
 
-export class SparkplugGen {
-  constructor(private readonly rnd: () => number) {}
+/** Choices from a seeded random source (shared by the fuzz generators). */
+export class RandomChoices {
+  constructor(readonly rnd: () => number) {}
 
   int(n: number): number {
     return Math.floor(this.rnd() * n);
@@ -16,6 +17,9 @@ export class SparkplugGen {
   chance(p: number): boolean {
     return this.rnd() < p;
   }
+}
+
+export class SparkplugGen extends RandomChoices {
 
   u64(): string {
     return this.pick(['0', '1', '255', '256', '9007199254740991', '9007199254740993', '18446744073709551615', '9223372036854775808', String(this.int(1e9))]);
