@@ -10,13 +10,14 @@ interface Held {
 
 /**
  * Records that wait for their value (a deferred result: the schema registry is needed and cannot
- * be reached), and every later record of the same key behind them, so a key's records still reach
- * Kafka in receive order. Other keys flow on. Nothing here is acknowledged: held messages count
+ * be reached), and every later record of the same topic and key behind them, so a key's records
+ * still reach their partition in receive order. Other keys, and other topics, flow on. Nothing here is acknowledged: held messages count
  * as in flight, so the MQTT source's bound (MAX_IN_FLIGHT_MESSAGES) also bounds this, and a
  * stop leaves them to the broker, which redelivers them to the next session.
  */
 export class HeldRecords {
-  private readonly byKey = new Map<string | null, Held[]>();
+  /** By topic and key (`topic \0 key`): order matters within a partition, and a partition is one topic's. */
+  private readonly byKey = new Map<string, Held[]>();
   private held = 0;
   private closed = false;
 
@@ -31,11 +32,11 @@ export class HeldRecords {
   /** True when `r` must wait: it is deferred itself, or its key has records waiting. */
   mustWait(r: TransformResult): boolean {
     if (r.kind === 'deferred') return true;
-    return r.kind === 'record' && this.held > 0 && this.byKey.has(r.key);
+    return r.kind === 'record' && this.held > 0 && this.byKey.has(heldKey(r.topic, r.key));
   }
 
   hold(msg: InboundMessage, r: TransformResult): void {
-    const key = r.kind === 'record' || r.kind === 'deferred' ? r.key : null;
+    const key = r.kind === 'record' || r.kind === 'deferred' ? heldKey(r.topic, r.key) : '';
     let q = this.byKey.get(key);
     if (!q) this.byKey.set(key, (q = []));
     const h: Held = { msg, result: r, settled: r.kind !== 'deferred' };
@@ -49,14 +50,14 @@ export class HeldRecords {
     this.closed = true;
   }
 
-  private watch(key: string | null, h: Held, r: DeferredResult): void {
+  private watch(key: string, h: Held, r: DeferredResult): void {
     void r.ready.then(() => {
       h.settled = true;
       this.drain(key);
     });
   }
 
-  private drain(key: string | null): void {
+  private drain(key: string): void {
     if (this.closed) return;
     const q = this.byKey.get(key);
     if (!q) return;
@@ -80,4 +81,8 @@ export class HeldRecords {
     }
     this.byKey.delete(key);
   }
+}
+
+function heldKey(topic: string, key: string | null): string {
+  return key === null ? `${topic}\u0000` : `${topic}\u0000\u0001${key}`;
 }

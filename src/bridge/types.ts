@@ -44,13 +44,14 @@ export type TransformResult =
 
 /**
  * A record whose value cannot be made yet: its schema id is not known and the schema registry
- * cannot be reached. The bridge holds it (not acknowledged) and every later record of its key
- * behind it, and asks `resolve()` once `ready` settles.
+ * cannot be reached. The bridge holds it (not acknowledged) and every later record of its topic
+ * and key behind it, and asks `resolve()` once `ready` settles.
  */
 export interface DeferredResult {
   readonly kind: 'deferred';
   readonly route: string;
-  /** The record's key: later records with this key wait behind this one. */
+  /** The record's topic and key: later records of this topic with this key wait behind this one. */
+  readonly topic: string;
   readonly key: string | null;
   /** Resolves (never rejects) when resolve() can give the final result. */
   readonly ready: Promise<void>;

@@ -46,6 +46,8 @@ interface Entry {
   state: 'resolving' | 'ready' | 'refused';
   codec?: Codec;
   detail?: string;
+  /** HTTP status of the refusal, for the hint at start. */
+  status?: number | undefined;
   retryAt?: number;
   ready: Promise<void>;
   wake: () => void;
@@ -62,6 +64,8 @@ export class SchemaEncoder implements ValueEncoder {
   private readonly now: () => number;
   private up = true;
   private closed = false;
+  /** During prepare(): a refusal stops the start (one message), it is not logged as a run-time fault. */
+  private preparing = false;
 
   constructor(
     private readonly uses: readonly SchemaUse[],
@@ -91,15 +95,17 @@ export class SchemaEncoder implements ValueEncoder {
    */
   async prepare(): Promise<void> {
     const started: Entry[] = [];
+    this.preparing = true;
     this.uses.forEach((u, i) => {
       if (u.staticTopic !== undefined) started.push(this.entry(i, u.staticTopic));
     });
     await Promise.all(started.map((e) => e.ready));
+    this.preparing = false;
     const refused = started.filter((e) => e.state === 'refused');
     if (refused.length > 0) {
       this.close();
       throw new ConfigError(
-        refused.map((e) => `route ${this.uses[e.use]?.route ?? e.use}: the schema registry refused subject ${e.subject}: ${e.detail ?? ''}`),
+        refused.map((e) => `route ${this.uses[e.use]?.route ?? e.use}: the schema registry refused subject ${e.subject}: ${e.detail ?? ''}${refusalHint(e.status)}`),
         'BRIDGE_ERR_SCHEMA_REFUSED',
       );
     }
@@ -177,7 +183,7 @@ export class SchemaEncoder implements ValueEncoder {
       const re = err instanceof RegistryError ? err : new RegistryError('refused', describeError(err));
       this.deps.telemetry.registryRequest(re.kind);
       if (re.kind === 'unreachable') {
-        this.fault.fail(re, { source: e.subject, fields: { subject: e.subject, route: u.route } });
+        this.fault.fail(re, { source: e.subject, fields: { code: 'BRIDGE_ERR_SCHEMA_REGISTRY', subject: e.subject, route: u.route } });
         if (!this.closed) {
           e.timer = setTimeout(() => void this.attempt(e), this.deps.retryMs);
           e.timer.unref();
@@ -188,11 +194,14 @@ export class SchemaEncoder implements ValueEncoder {
       this.fault.ok(e.subject);
       e.state = 'refused';
       e.detail = re.message;
+      e.status = re.status;
       e.retryAt = this.now() + REFUSED_RETRY_MS;
-      this.log.error(
-        { route: u.route, subject: e.subject, err: re.message, retryInMs: REFUSED_RETRY_MS },
-        'the schema registry refused the schema of this subject: its records are dead-lettered (schema_refused) until it accepts it',
-      );
+      if (!this.preparing) {
+        this.log.error(
+          { route: u.route, subject: e.subject, err: re.message, retryInMs: REFUSED_RETRY_MS },
+          'the schema registry refused the schema of this subject: its records are dead-lettered (schema_refused) until it accepts it',
+        );
+      }
       e.wake();
     }
   }
@@ -220,5 +229,22 @@ export class SchemaEncoder implements ValueEncoder {
       c.catch(() => this.codecCache.delete(key));
     }
     return c;
+  }
+}
+
+/** What to do about a refusal at start, by the registry's HTTP status. */
+function refusalHint(status: number | undefined): string {
+  switch (status) {
+    case 409:
+      return ' -- the schema is not compatible with the subject\'s earlier versions under its compatibility level: make the change compatible (e.g. give new fields a default), or change the subject\'s compatibility in the registry';
+    case 404:
+      return ' -- with auto_register: false the subject (and version) must exist in the registry';
+    case 401:
+    case 403:
+      return ' -- check SCHEMA_REGISTRY_USERNAME / SCHEMA_REGISTRY_PASSWORD or SCHEMA_REGISTRY_TOKEN';
+    case 422:
+      return ' -- the registry finds the schema invalid: check the schema file';
+    default:
+      return '';
   }
 }

@@ -154,7 +154,7 @@ class Gen extends RandomChoices {
   }
 }
 
-const DEAD = new Set(['invalid_utf8', 'invalid_json', 'missing_field', 'wrong_type', 'too_large', 'bad_topic', 'bad_key', 'empty_payload', 'unmatched', 'invalid_sparkplug']);
+const DEAD = new Set(['invalid_utf8', 'invalid_json', 'missing_field', 'wrong_type', 'too_large', 'bad_topic', 'bad_key', 'empty_payload', 'unmatched', 'invalid_sparkplug', 'schema_mismatch', 'schema_refused']);
 const SKIP = new Set(['filtered', 'unmatched']);
 
 /** Returns what is wrong with `r`, or undefined when it is well-formed. */

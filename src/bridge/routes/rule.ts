@@ -309,7 +309,7 @@ function buildRule(r: RuleParts): CompiledRule {
       case 'refused':
         return { kind: 'dead', route: name, reason: 'schema_refused', detail: out.detail };
       case 'waiting':
-        return { kind: 'deferred', route: name, key, ready: out.ready, resolve: () => encoded(obj, topic, key, headers) };
+        return { kind: 'deferred', route: name, topic, key, ready: out.ready, resolve: () => encoded(obj, topic, key, headers) };
     }
   };
 
