@@ -51,6 +51,8 @@ interface Entry {
   retryAt?: number;
   ready: Promise<void>;
   wake: () => void;
+  /** The first attempt's end, whatever it gave (prepare() waits for it, not for the registry). */
+  first?: Promise<void>;
   timer?: NodeJS.Timeout | undefined;
 }
 
@@ -99,7 +101,7 @@ export class SchemaEncoder implements ValueEncoder {
     this.uses.forEach((u, i) => {
       if (u.staticTopic !== undefined) started.push(this.entry(i, u.staticTopic));
     });
-    await Promise.all(started.map((e) => e.ready));
+    await Promise.all(started.map((e) => e.first));
     this.preparing = false;
     const refused = started.filter((e) => e.state === 'refused');
     if (refused.length > 0) {
@@ -157,7 +159,7 @@ export class SchemaEncoder implements ValueEncoder {
     const ready = new Promise<void>((r) => (wake = r));
     e = { use, subject: subjectFor(topic), state: 'resolving', ready, wake };
     this.entries.set(key, e);
-    void this.attempt(e);
+    e.first = this.attempt(e);
     return e;
   }
 
