@@ -25,6 +25,7 @@ export interface RoutesTransform extends Transform {
   /** Every `route` value apply() can return: the rule names, then "unmatched". */
   readonly routeNames: readonly string[];
   readonly schemaUses: readonly SchemaUse[];
+  useEncoder(encoder: ValueEncoder): void;
 }
 
 /**
@@ -86,7 +87,7 @@ function compileUnmatched(u: UnmatchedSpec, problems: Problems, opts: RoutesOpti
   return { action: 'topic', topic: t };
 }
 
-function buildTransform(rules: readonly CompiledRule[], unmatched: UnmatchedAction, maxMessageBytes: number, decoder: SparkplugDecoder | undefined): Omit<RoutesTransform, 'schemaUses'> {
+function buildTransform(rules: readonly CompiledRule[], unmatched: UnmatchedAction, maxMessageBytes: number, decoder: SparkplugDecoder | undefined): Omit<RoutesTransform, 'schemaUses' | 'useEncoder'> {
   const route = UNMATCHED_ROUTE;
   const onUnmatched = (msg: InboundMessage): TransformResult => {
     switch (unmatched.action) {
