@@ -133,13 +133,16 @@ function classify(err: unknown, id: number): RegistryError {
   return new RegistryError('refused', `schema id ${id}: ${text}${typeof first.response === 'string' && first.response ? ` ${first.response.slice(0, 300)}` : ''}`, undefined, { cause: err });
 }
 
+/** The kind of a value, never its content (details go to logs and headers; payloads may be confidential). */
 function describeValue(v: unknown): string {
   if (v === undefined) return 'missing';
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'object') return 'an object';
-  if (typeof v === 'string') return v.length > 40 ? `a string of ${v.length} characters` : JSON.stringify(v);
-  return String(v);
+  if (typeof v === 'string') return 'a string';
+  if (typeof v === 'number') return Number.isInteger(v) ? 'an integer' : Number.isFinite(v) ? 'a fractional number' : 'a non-finite number';
+  if (typeof v === 'boolean') return 'a boolean';
+  return typeof v;
 }
 
 function avroTypeName(t: AvroType): string {

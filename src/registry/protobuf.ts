@@ -100,12 +100,16 @@ function indexPath(type: protobuf.Type, container: protobuf.NamespaceBase): numb
 
 const MAX_PROBLEMS = 5;
 
+/** The kind of a value, never its content (details go to logs and headers; payloads may be confidential). */
 function describe(v: unknown): string {
+  if (v === undefined) return 'missing';
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'string') return v.length > 40 ? `a string of ${v.length} characters` : JSON.stringify(v);
   if (typeof v === 'object') return 'an object';
-  return String(v);
+  if (typeof v === 'string') return 'a string';
+  if (typeof v === 'number') return Number.isInteger(v) ? 'an integer' : Number.isFinite(v) ? 'a fractional number' : 'a non-finite number';
+  if (typeof v === 'boolean') return 'a boolean';
+  return typeof v;
 }
 
 function checkMessage(type: protobuf.Type, v: unknown, path: string, out: string[]): void {
