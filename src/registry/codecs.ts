@@ -4,6 +4,7 @@ import type { RegistryClient, RegistryTransport } from './client.js';
 import { RegistryError } from './client.js';
 import { compileProtobuf, messageIndexBytes } from './protobuf.js';
 import type { RegistryFormat } from './types.js';
+import { valueKind } from './values.js';
 
 /**
  * One schema id, compiled: checks a JSON value and writes it in the Confluent wire format
@@ -133,17 +134,6 @@ function classify(err: unknown, id: number): RegistryError {
   return new RegistryError('refused', `schema id ${id}: ${text}${typeof first.response === 'string' && first.response ? ` ${first.response.slice(0, 300)}` : ''}`, undefined, { cause: err });
 }
 
-/** The kind of a value, never its content (details go to logs and headers; payloads may be confidential). */
-function describeValue(v: unknown): string {
-  if (v === undefined) return 'missing';
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'object') return 'an object';
-  if (typeof v === 'string') return 'a string';
-  if (typeof v === 'number') return Number.isInteger(v) ? 'an integer' : Number.isFinite(v) ? 'a fractional number' : 'a non-finite number';
-  if (typeof v === 'boolean') return 'a boolean';
-  return typeof v;
-}
 
 function avroTypeName(t: AvroType): string {
   if (t.types) return `one of ${t.types.map(avroTypeName).join(' | ')}`;
@@ -158,7 +148,7 @@ function avroProblem(path: string[], v: unknown, t: AvroType): string {
     const extra = Object.keys(v).filter((k) => !declared.has(k));
     if (extra.length > 0) return `${at}: ${extra.slice(0, 5).map((k) => `"${k}"`).join(', ')} not in the schema of ${t.name ?? 'the record'}`;
   }
-  return `${at}: ${describeValue(v)} is not ${/^[aeiou]/.test(avroTypeName(t)) ? 'an' : 'a'} ${avroTypeName(t)}`;
+  return `${at}: ${valueKind(v)} is not ${/^[aeiou]/.test(avroTypeName(t)) ? 'an' : 'a'} ${avroTypeName(t)}`;
 }
 
 function ajvProblems(errors: readonly AjvError[]): string {

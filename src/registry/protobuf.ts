@@ -1,4 +1,5 @@
 import protobuf from 'protobufjs';
+import { valueKind } from './values.js';
 
 /**
  * Protobuf values in the Confluent wire format, with protobufjs. Not @platformatic/kafka's
@@ -100,23 +101,12 @@ function indexPath(type: protobuf.Type, container: protobuf.NamespaceBase): numb
 
 const MAX_PROBLEMS = 5;
 
-/** The kind of a value, never its content (details go to logs and headers; payloads may be confidential). */
-function describe(v: unknown): string {
-  if (v === undefined) return 'missing';
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'object') return 'an object';
-  if (typeof v === 'string') return 'a string';
-  if (typeof v === 'number') return Number.isInteger(v) ? 'an integer' : Number.isFinite(v) ? 'a fractional number' : 'a non-finite number';
-  if (typeof v === 'boolean') return 'a boolean';
-  return typeof v;
-}
 
 function checkMessage(type: protobuf.Type, v: unknown, path: string, out: string[]): void {
   if (out.length >= MAX_PROBLEMS) return;
   const at = path === '' ? '(value)' : path;
   if (typeof v !== 'object' || v === null || Array.isArray(v)) {
-    out.push(`${at}: ${describe(v)} is not a ${type.name} message (an object)`);
+    out.push(`${at}: ${valueKind(v)} is not a ${type.name} message (an object)`);
     return;
   }
   const o = v as Record<string, unknown>;
@@ -129,10 +119,10 @@ function checkMessage(type: protobuf.Type, v: unknown, path: string, out: string
     }
     if (x === null || x === undefined) continue;
     if (f.map) {
-      if (typeof x !== 'object' || Array.isArray(x)) out.push(`${p}: ${describe(x)} is not a map (an object)`);
+      if (typeof x !== 'object' || Array.isArray(x)) out.push(`${p}: ${valueKind(x)} is not a map (an object)`);
       else for (const [mk, mv] of Object.entries(x as Record<string, unknown>)) checkValue(f, mv, `${p}.${mk}`, out);
     } else if (f.repeated) {
-      if (!Array.isArray(x)) out.push(`${p}: ${describe(x)} is not a list`);
+      if (!Array.isArray(x)) out.push(`${p}: ${valueKind(x)} is not a list`);
       else x.forEach((e, i) => checkValue(f, e, `${p}[${i}]`, out));
     } else checkValue(f, x, p, out);
     if (out.length >= MAX_PROBLEMS) return;
@@ -167,7 +157,7 @@ function checkValue(f: protobuf.Field, x: unknown, p: string, out: string[]): vo
   }
   if (rt instanceof protobuf.Enum) {
     const ok = (typeof x === 'string' && Object.hasOwn(rt.values, x)) || (typeof x === 'number' && Object.values(rt.values).includes(x));
-    if (!ok) out.push(`${p}: ${describe(x)} is not a value of enum ${rt.name} (${Object.keys(rt.values).join(', ')})`);
+    if (!ok) out.push(`${p}: ${valueKind(x)} is not a value of enum ${rt.name} (${Object.keys(rt.values).join(', ')})`);
     return;
   }
   const range = INT_RANGES[f.type];
@@ -175,22 +165,22 @@ function checkValue(f: protobuf.Field, x: unknown, p: string, out: string[]): vo
     let n: bigint | undefined;
     if (typeof x === 'number' && Number.isSafeInteger(x)) n = BigInt(x);
     else if (typeof x === 'string' && /^-?\d{1,20}$/.test(x) && range[1] > 2n ** 32n) n = BigInt(x);
-    if (n === undefined || n < range[0] || n > range[1]) out.push(`${p}: ${describe(x)} is not a ${f.type}`);
+    if (n === undefined || n < range[0] || n > range[1]) out.push(`${p}: ${valueKind(x)} is not a ${f.type}`);
     return;
   }
   switch (f.type) {
     case 'double':
     case 'float':
-      if (typeof x !== 'number') out.push(`${p}: ${describe(x)} is not a number (${f.type})`);
+      if (typeof x !== 'number') out.push(`${p}: ${valueKind(x)} is not a number (${f.type})`);
       return;
     case 'bool':
-      if (typeof x !== 'boolean') out.push(`${p}: ${describe(x)} is not a bool`);
+      if (typeof x !== 'boolean') out.push(`${p}: ${valueKind(x)} is not a bool`);
       return;
     case 'string':
-      if (typeof x !== 'string') out.push(`${p}: ${describe(x)} is not a string`);
+      if (typeof x !== 'string') out.push(`${p}: ${valueKind(x)} is not a string`);
       return;
     case 'bytes':
-      if (typeof x !== 'string' || !/^[A-Za-z0-9+/_-]*={0,2}$/.test(x)) out.push(`${p}: ${describe(x)} is not base64 bytes`);
+      if (typeof x !== 'string' || !/^[A-Za-z0-9+/_-]*={0,2}$/.test(x)) out.push(`${p}: ${valueKind(x)} is not base64 bytes`);
       return;
     default:
       out.push(`${p}: field type ${f.type} is not supported`);

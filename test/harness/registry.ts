@@ -1,8 +1,8 @@
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { freePorts } from './ports.js';
-import { makeTempDir, ManagedProcess, repoRoot } from './process.js';
+import { makeTempDir, ManagedProcess, repoRoot, runInstallScriptOnce } from './process.js';
 
 const APICURIO_VERSION = '3.3.3';
 
@@ -46,14 +46,9 @@ export function readerVenv(): string {
   return process.env.REGISTRY_READER_VENV ?? path.join(repoRoot, '.cache', 'registry-reader-venv');
 }
 
-let installed = false;
 /** Runs scripts/install-registry.sh once per process (idempotent, quiet when everything is there). */
 export function ensureRegistryInstalled(): void {
-  if (installed) return;
-  const script = path.join(repoRoot, 'scripts', 'install-registry.sh');
-  const res = spawnSync('bash', [script], { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  if (res.status !== 0) throw new Error(`${script} failed (exit ${res.status ?? res.signal}):\n${res.stdout}${res.stderr}`);
-  installed = true;
+  runInstallScriptOnce('install-registry.sh');
 }
 
 export async function startRegistry(opts: RegistryOptions = {}): Promise<SchemaRegistry> {

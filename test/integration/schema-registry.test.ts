@@ -110,11 +110,47 @@ function expectDecoded(recs: readonly TypedRecord[], n: number, schemaId: number
   expect(new Set(recs.map((r) => r.schema_id))).toEqual(new Set([schemaId]));
 }
 
+interface FormatRun {
+  readonly ns: string;
+  readonly routesFile: string;
+  readonly topic: string;
+  readonly format: 'avro' | 'protobuf' | 'json_schema';
+  /** Protobuf: the message written. */
+  readonly message?: string;
+  readonly good: readonly PublishItem[];
+  readonly bads: readonly Bad[];
+  /** The per-key increasing number of a record (order check). */
+  readonly seqOf: (r: TypedRecord) => number;
+  /** Compares every field of a decoded record with what was published. */
+  readonly check: (r: TypedRecord) => void;
+}
+
+/**
+ * Publishes the good messages with the bad ones interleaved through a fresh bridge, reads the
+ * topic back with the independent reader, checks count, schema id, per-key order and every
+ * record, then the dead letters.
+ */
+async function runFormat(o: FormatRun): Promise<void> {
+  await kafka.createTopic(o.topic, 3);
+  await kafka.createTopic(`${o.ns}-dlq`, 1);
+  const b = await bridge(o.ns, o.routesFile);
+  const t0 = Date.now();
+  await publishMessages(mosq.url, interleave(o.good, o.bads, 300));
+  await settled(b, o.good.length + o.bads.length);
+  const throughMs = Date.now() - t0;
+  const id = await registry.latestId(`${o.topic}-value`);
+  const recs = await readTyped({ bootstrap: kafka.bootstrap, registryUrl: registry.url, topic: o.topic, format: o.format, expected: o.good.length, ...(o.message ? { message: o.message } : {}) });
+  expectDecoded(recs, o.good.length, id);
+  const order = checkKeyOrder(recs, (r) => r.key ?? '', o.seqOf);
+  console.log(`[schema-registry] ${o.format}: ${o.good.length} good + ${o.bads.length} bad through in ${throughMs} ms; read back ${recs.length}, distinct ${order.distinct}, duplicates ${order.duplicates}, order violations ${order.orderViolations}, schema id ${id}`);
+  expect(order).toEqual({ distinct: o.good.length, duplicates: 0, orderViolations: 0, splitKeys: [] });
+  for (const r of recs) o.check(r);
+  await expectMismatches(b, o.ns, o.bads);
+}
+
 describe('schema registry formats, read back by an independent decoder', () => {
   it('avro (examples/routes/cyberpartner-avro.yaml): 10,000 heartbeats with mismatches interleaved', async () => {
     const ns = 'avro';
-    await kafka.createTopic('ingress-heartbeat', 3);
-    await kafka.createTopic(`${ns}-dlq`, 1);
     const badges = 100;
     const per = 100;
     const topicOf = (b: number) => `cackalacky/badge/egress/badge-${String(b).padStart(3, '0')}/heartbeat`;
@@ -132,40 +168,35 @@ describe('schema registry formats, read back by an independent decoder', () => {
         ][i % 3] as Bad,
       );
     }
-    const b = await bridge(ns, path.join(examples, 'cyberpartner-avro.yaml'));
-    const t0 = Date.now();
-    await publishMessages(mosq.url, interleave(good, bads, 300));
-    await settled(b, good.length + bads.length);
-    const throughMs = Date.now() - t0;
-    const id = await registry.latestId('ingress-heartbeat-value');
-    const recs = await readTyped({ bootstrap: kafka.bootstrap, registryUrl: registry.url, topic: 'ingress-heartbeat', format: 'avro', expected: good.length });
-    expectDecoded(recs, good.length, id);
-    const order = checkKeyOrder(recs, (r) => r.key ?? '', (r) => Number(r.value?.seq));
-    console.log(`[schema-registry] avro: ${good.length} good + ${bads.length} bad through in ${throughMs} ms; read back ${recs.length}, distinct ${order.distinct}, duplicates ${order.duplicates}, order violations ${order.orderViolations}, schema id ${id}`);
-    expect(order).toEqual({ distinct: good.length, duplicates: 0, orderViolations: 0, splitKeys: [] });
-    for (const r of recs) {
-      const v = r.value as Record<string, unknown>;
-      const bnum = Number(/badge-(\d+)/.exec(r.key ?? '')?.[1]);
-      const sent = body(bnum, Number(v.seq));
-      expect(v).toEqual({
-        ...sent,
-        badge_id: r.key,
-        event_source: 'badge',
-        event_uuid: uuidFrom(r.headers['mqtt.message_id']!),
-        event_timestamp: toIso8601(sent.ts),
-        message_received_ts: toIso8601(Number(r.headers['mqtt.received_at'])),
-        event_type: 'heartbeat',
-        event_subtype: 'heap',
-      });
-      expect(r.headers['mqtt.topic']).toBe(topicOf(bnum));
-    }
-    await expectMismatches(b, ns, bads);
+    await runFormat({
+      ns,
+      routesFile: path.join(examples, 'cyberpartner-avro.yaml'),
+      topic: 'ingress-heartbeat',
+      format: 'avro',
+      good,
+      bads,
+      seqOf: (r) => Number(r.value?.seq),
+      check: (r) => {
+        const v = r.value as Record<string, unknown>;
+        const bnum = Number(/badge-(\d+)/.exec(r.key ?? '')?.[1]);
+        const sent = body(bnum, Number(v.seq));
+        expect(v).toEqual({
+          ...sent,
+          badge_id: r.key,
+          event_source: 'badge',
+          event_uuid: uuidFrom(r.headers['mqtt.message_id']!),
+          event_timestamp: toIso8601(sent.ts),
+          message_received_ts: toIso8601(Number(r.headers['mqtt.received_at'])),
+          event_type: 'heartbeat',
+          event_subtype: 'heap',
+        });
+        expect(r.headers['mqtt.topic']).toBe(topicOf(bnum));
+      },
+    });
   }, 240_000);
 
   it('protobuf (examples/routes/industrial-sensors-protobuf.yaml): 10,000 sensor readings with mismatches interleaved', async () => {
     const ns = 'protobuf';
-    await kafka.createTopic('fcts-fae-solvextract-pb', 3);
-    await kafka.createTopic(`${ns}-dlq`, 1);
     const sites = 20;
     const per = 500;
     const base = Date.parse('2026-12-01T00:00:00Z');
@@ -184,31 +215,27 @@ describe('schema registry formats, read back by an independent decoder', () => {
         ][i % 3] as Bad,
       );
     }
-    const b = await bridge(ns, path.join(examples, 'industrial-sensors-protobuf.yaml'));
-    const t0 = Date.now();
-    await publishMessages(mosq.url, interleave(good, bads, 300));
-    await settled(b, good.length + bads.length);
-    const throughMs = Date.now() - t0;
-    const id = await registry.latestId('fcts-fae-solvextract-pb-value');
-    const recs = await readTyped({ bootstrap: kafka.bootstrap, registryUrl: registry.url, topic: 'fcts-fae-solvextract-pb', format: 'protobuf', message: 'fcts.fae.solvextract.SensorReading', expected: good.length });
-    expectDecoded(recs, good.length, id);
-    const order = checkKeyOrder(recs, (r) => r.key ?? '', (r) => Date.parse(String(r.value?.timestamp)));
-    console.log(`[schema-registry] protobuf: ${good.length} good + ${bads.length} bad through in ${throughMs} ms; read back ${recs.length}, distinct ${order.distinct}, duplicates ${order.duplicates}, order violations ${order.orderViolations}, schema id ${id}`);
-    expect(order).toEqual({ distinct: good.length, duplicates: 0, orderViolations: 0, splitKeys: [] });
-    for (const r of recs) {
-      const v = r.value as Record<string, unknown>;
-      const s = Number(/site-(\d+)/.exec(r.key ?? '')?.[1]);
-      const i = (Date.parse(String(v.timestamp)) - base) / 1000;
-      expect(v).toEqual({ ...body(s, i), pi_tag: `tag-${i % 5}` });
-      expect(r.headers['mqtt.topic']).toBe(topicOf(s, i));
-    }
-    await expectMismatches(b, ns, bads);
+    await runFormat({
+      ns,
+      routesFile: path.join(examples, 'industrial-sensors-protobuf.yaml'),
+      topic: 'fcts-fae-solvextract-pb',
+      format: 'protobuf',
+      message: 'fcts.fae.solvextract.SensorReading',
+      good,
+      bads,
+      seqOf: (r) => Date.parse(String(r.value?.timestamp)),
+      check: (r) => {
+        const v = r.value as Record<string, unknown>;
+        const s = Number(/site-(\d+)/.exec(r.key ?? '')?.[1]);
+        const i = (Date.parse(String(v.timestamp)) - base) / 1000;
+        expect(v).toEqual({ ...body(s, i), pi_tag: `tag-${i % 5}` });
+        expect(r.headers['mqtt.topic']).toBe(topicOf(s, i));
+      },
+    });
   }, 240_000);
 
   it('json_schema (draft-07, formats checked): 10,000 events with mismatches interleaved', async () => {
     const ns = 'jsonschema';
-    await kafka.createTopic(`${ns}-events`, 3);
-    await kafka.createTopic(`${ns}-dlq`, 1);
     const dir = makeTempDir('sr-json-');
     fs.writeFileSync(
       path.join(dir, 'event.json'),
@@ -258,24 +285,21 @@ describe('schema registry formats, read back by an independent decoder', () => {
         ][i % 3] as Bad,
       );
     }
-    const b = await bridge(ns, path.join(dir, 'routes.yaml'));
-    const t0 = Date.now();
-    await publishMessages(mosq.url, interleave(good, bads, 300));
-    await settled(b, good.length + bads.length);
-    const throughMs = Date.now() - t0;
-    const id = await registry.latestId(`${ns}-events-value`);
-    const recs = await readTyped({ bootstrap: kafka.bootstrap, registryUrl: registry.url, topic: `${ns}-events`, format: 'json_schema', expected: good.length });
-    expectDecoded(recs, good.length, id);
-    const order = checkKeyOrder(recs, (r) => r.key ?? '', (r) => Number(r.value?.seq));
-    console.log(`[schema-registry] json_schema: ${good.length} good + ${bads.length} bad through in ${throughMs} ms; read back ${recs.length}, distinct ${order.distinct}, duplicates ${order.duplicates}, order violations ${order.orderViolations}, schema id ${id}`);
-    expect(order).toEqual({ distinct: good.length, duplicates: 0, orderViolations: 0, splitKeys: [] });
-    for (const r of recs) {
-      const v = r.value as Record<string, unknown>;
-      const bn = Number(/^b(\d+)$/.exec(r.key ?? '')?.[1]);
-      const sent = body(bn, Number(v.seq));
-      expect(v).toEqual({ ...sent, badge_id: r.key, at: toIso8601(sent.ts) });
-    }
-    await expectMismatches(b, ns, bads);
+    await runFormat({
+      ns,
+      routesFile: path.join(dir, 'routes.yaml'),
+      topic: `${ns}-events`,
+      format: 'json_schema',
+      good,
+      bads,
+      seqOf: (r) => Number(r.value?.seq),
+      check: (r) => {
+        const v = r.value as Record<string, unknown>;
+        const bn = Number(/^b(\d+)$/.exec(r.key ?? '')?.[1]);
+        const sent = body(bn, Number(v.seq));
+        expect(v).toEqual({ ...sent, badge_id: r.key, at: toIso8601(sent.ts) });
+      },
+    });
   }, 240_000);
 });
 
