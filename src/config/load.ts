@@ -58,7 +58,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, deps: LoadDeps = {}): Config 
   // Unknown names are warnings, not errors: Kubernetes service links inject variables such as
   // MQTT_SERVICE_HOST or KAFKA_PORT_9092_TCP into every pod of a namespace with such a service.
   const warnings = Object.keys(env)
-    .filter((k) => /^(MQTT|KAFKA|SPOOL)_/.test(k) && !k.includes('_SERVICE_') && !/_PORT_\d+_/.test(k))
+    .filter((k) => /^(MQTT|KAFKA|SPOOL|SCHEMA_REGISTRY|MESSAGE_SCHEMA)_/.test(k) && !k.includes('_SERVICE_') && !/_PORT_\d+_/.test(k))
     .filter((k) => !VARS.some((s) => s.env === k || `${s.env}_FILE` === k))
     .map((k) => `${k} is not a setting of this bridge (misspelled?); ignored`);
 

@@ -119,6 +119,7 @@ describe('SCHEMA_REGISTRY_* settings', () => {
     const pwFile = join(dir, 'pw');
     writeFileSync(pwFile, 's3cret\n');
     const c = loadConfig({ ...env, SCHEMA_REGISTRY_URL: 'https://r:8081/apis/ccompat/v7/', SCHEMA_REGISTRY_USERNAME: 'u', SCHEMA_REGISTRY_PASSWORD_FILE: pwFile, SCHEMA_REGISTRY_TIMEOUT_MS: '2000' });
+    expect(loadConfig({ ...env, SCHEMA_REGISTRY_ULR: 'http://r' }).warnings).toEqual(['SCHEMA_REGISTRY_ULR is not a setting of this bridge (misspelled?); ignored']);
     expect(c.registry).toEqual({ url: 'https://r:8081/apis/ccompat/v7', username: 'u', password: 's3cret', token: undefined, tls: { caFile: undefined, certFile: undefined, keyFile: undefined, keyPassphrase: undefined, insecure: false }, timeoutMs: 2000, retryMs: 5000 });
   });
 });
