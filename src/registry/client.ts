@@ -1,6 +1,6 @@
 import { createUndiciAgent } from '@platformatic/kafka';
 import type { RegistryConfig } from '../config/types.js';
-import { readTlsMaterial } from '../tls.js';
+import { readTlsMaterial, tlsFailure, tlsHint } from '../tls.js';
 
 /**
  * The Confluent Schema Registry REST verbs the bridge needs and @platformatic/kafka's
@@ -85,6 +85,8 @@ export function createRegistryClient(t: RegistryTransport): RegistryClient {
     try {
       res = await fetch(`${t.url}${path}`, init);
     } catch (err) {
+      const tls = explainRegistryTls(err);
+      if (tls) throw new RegistryError('refused', tls, undefined, { cause: err });
       const timedOut = (err as Error).name === 'TimeoutError';
       throw new RegistryError('unreachable', timedOut ? `no answer within ${t.timeoutMs} ms` : `cannot reach the registry (${causeText(err)})`, undefined, { cause: err });
     }
@@ -125,6 +127,23 @@ export function createRegistryClient(t: RegistryTransport): RegistryClient {
       return registered({ ...v, id }, `GET /schemas/ids/${id}`);
     },
   };
+}
+
+/**
+ * A TLS handshake failure is a configuration problem (wrong CA, name, client certificate), not an
+ * outage: it is refused (at start: exit 2) with what to check. Undefined for anything else.
+ */
+export function explainRegistryTls(err: unknown): string | undefined {
+  const tls = tlsFailure(err);
+  if (!tls) return undefined;
+  const hint = tlsHint(tls.kind, {
+    verify: "check SCHEMA_REGISTRY_TLS_CA: it must be the CA that signed the registry's certificate",
+    name: "the registry's certificate does not name the host in SCHEMA_REGISTRY_URL",
+    clientCert: 'the registry wants a client certificate it trusts: check SCHEMA_REGISTRY_TLS_CERT/SCHEMA_REGISTRY_TLS_KEY',
+    notTls: 'the registry does not speak TLS on that port: use http:// or the TLS port',
+    other: 'check the SCHEMA_REGISTRY_TLS_* settings',
+  });
+  return `TLS handshake with the schema registry failed: ${tls.reason} (${hint})`;
 }
 
 /** The registry's own words (`{"error_code": 409, "message": "..."}`), cut to a log-friendly length. */

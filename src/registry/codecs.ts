@@ -1,7 +1,7 @@
 import { ConfluentSchemaRegistry, SchemaValidationError } from '@platformatic/kafka';
 import { fullFormats } from 'ajv-formats/dist/formats.js';
 import type { RegistryClient, RegistryTransport } from './client.js';
-import { RegistryError } from './client.js';
+import { explainRegistryTls, RegistryError } from './client.js';
 import { compileProtobuf, messageIndexBytes } from './protobuf.js';
 import type { RegistryFormat } from './types.js';
 import { valueKind } from './values.js';
@@ -130,6 +130,8 @@ function classify(err: unknown, id: number): RegistryError {
   const e = err as { code?: unknown; canRetry?: unknown; response?: unknown; message?: unknown; errors?: unknown[] };
   const first = Array.isArray(e.errors) && e.errors.length > 0 ? (e.errors[e.errors.length - 1] as typeof e) : e;
   const text = typeof first.message === 'string' ? first.message : String(err);
+  const tls = explainRegistryTls(err);
+  if (tls) return new RegistryError('refused', tls, undefined, { cause: err });
   if (first.code === 'PLT_KFK_NETWORK' || first.canRetry === true) return new RegistryError('unreachable', `fetching schema id ${id}: ${text}`, undefined, { cause: err });
   return new RegistryError('refused', `schema id ${id}: ${text}${typeof first.response === 'string' && first.response ? ` ${first.response.slice(0, 300)}` : ''}`, undefined, { cause: err });
 }

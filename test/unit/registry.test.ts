@@ -371,3 +371,27 @@ describe('CodecFactory: the Confluent wire format, against a fake registry over 
     await expect(createRegistryClient(t).register('s', 'AVRO', '"string"')).rejects.toMatchObject({ kind: 'unreachable', message: expect.stringMatching(/ECONNREFUSED/) });
   });
 });
+
+describe('the registry over TLS', () => {
+  it('trusts the CA of SCHEMA_REGISTRY_TLS_CA; a wrong CA is refused (a configuration problem, not an outage) with what to check', async () => {
+    const { makeTestPki } = await import('../harness/certs.js');
+    const { createServer: createHttps } = await import('node:https');
+    const { readFileSync } = await import('node:fs');
+    const pki = makeTestPki();
+    const server = createHttps({ cert: readFileSync(pki.serverCert), key: readFileSync(pki.serverKey) }, (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ id: 5 }));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const good = registryTransport({ url, tls: { caFile: pki.caCert, insecure: false }, timeoutMs: 2000, retryMs: 100 });
+      expect(await createRegistryClient(good).register('s', 'AVRO', '"string"')).toBe(5);
+      const wrong = registryTransport({ url, tls: { caFile: pki.otherCaCert, insecure: false }, timeoutMs: 2000, retryMs: 100 });
+      await expect(createRegistryClient(wrong).register('s', 'AVRO', '"string"')).rejects.toMatchObject({ kind: 'refused', message: expect.stringMatching(/TLS handshake with the schema registry failed: .*check SCHEMA_REGISTRY_TLS_CA/) });
+      await expect(new CodecFactory(createRegistryClient(wrong), wrong).create(5, 'avro', undefined)).rejects.toMatchObject({ kind: 'refused', message: expect.stringMatching(/check SCHEMA_REGISTRY_TLS_CA/) });
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+});
