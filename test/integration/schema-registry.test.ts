@@ -68,6 +68,11 @@ interface Bad extends PublishItem {
   readonly detailHas: string;
 }
 
+/** `n` bad messages cycling through `kinds`, the i-th on topic `topicOf(i)`. */
+function badsFor(n: number, topicOf: (i: number) => string, kinds: readonly Omit<Bad, 'topic'>[]): Bad[] {
+  return Array.from({ length: n }, (_, i) => ({ topic: topicOf(i), ...(kinds[i % kinds.length] as Omit<Bad, 'topic'>) }));
+}
+
 /** Good messages with one bad message after every `every`-th good one. */
 function interleave(good: readonly PublishItem[], bads: readonly Bad[], every: number): PublishItem[] {
   const out: PublishItem[] = [];
@@ -157,17 +162,11 @@ describe('schema registry formats, read back by an independent decoder', () => {
     const body = (b: number, seq: number) => ({ ts: 1_767_000_000 + seq * 300 + b / 1000, seq, free_heap: 100_000 + b * 10 + seq });
     const good: PublishItem[] = [];
     for (let seq = 0; seq < per; seq++) for (let b = 0; b < badges; b++) good.push({ topic: topicOf(b), payload: JSON.stringify(body(b, seq)) });
-    const bads: Bad[] = [];
-    for (let i = 0; i < 30; i++) {
-      const t = topicOf(i % badges);
-      bads.push(
-        [
-          { topic: t, payload: JSON.stringify({ ts: 1, seq: 'seven' }), detailHas: 'seq' },
-          { topic: t, payload: JSON.stringify({ ts: 1, firmware: '1.2' }), detailHas: '"firmware" not in the schema' },
-          { topic: t, payload: JSON.stringify({ ts: 1, free_heap: 1.5 }), detailHas: 'free_heap' },
-        ][i % 3] as Bad,
-      );
-    }
+    const bads = badsFor(30, (i) => topicOf(i % badges), [
+      { payload: JSON.stringify({ ts: 1, seq: 'seven' }), detailHas: 'seq' },
+      { payload: JSON.stringify({ ts: 1, firmware: '1.2' }), detailHas: '"firmware" not in the schema' },
+      { payload: JSON.stringify({ ts: 1, free_heap: 1.5 }), detailHas: 'free_heap' },
+    ]);
     await runFormat({
       ns,
       routesFile: path.join(examples, 'cyberpartner-avro.yaml'),
@@ -204,17 +203,11 @@ describe('schema registry formats, read back by an independent decoder', () => {
     const body = (s: number, i: number) => ({ site_code: `site-${String(s).padStart(2, '0')}`, sensor_id: `sensor-${i % 7}`, timestamp: new Date(base + i * 1000).toISOString(), value: i * 0.25 - 10 });
     const good: PublishItem[] = [];
     for (let i = 0; i < per; i++) for (let s = 0; s < sites; s++) good.push({ topic: topicOf(s, i), payload: JSON.stringify(body(s, i)) });
-    const bads: Bad[] = [];
-    for (let i = 0; i < 30; i++) {
-      const t = topicOf(i % sites, i);
-      bads.push(
-        [
-          { topic: t, payload: JSON.stringify({ site_code: 's', sensor_id: 'x', timestamp: 't', value: 'hot' }), detailHas: 'value: a string is not a number' },
-          { topic: t, payload: JSON.stringify({ site_code: 's', unit: 'bar', value: 1 }), detailHas: 'unit: not a field of fcts.fae.solvextract.SensorReading' },
-          { topic: t, payload: JSON.stringify({ site_code: 5, value: 1 }), detailHas: 'site_code: an integer is not a string' },
-        ][i % 3] as Bad,
-      );
-    }
+    const bads = badsFor(30, (i) => topicOf(i % sites, i), [
+      { payload: JSON.stringify({ site_code: 's', sensor_id: 'x', timestamp: 't', value: 'hot' }), detailHas: 'value: a string is not a number' },
+      { payload: JSON.stringify({ site_code: 's', unit: 'bar', value: 1 }), detailHas: 'unit: not a field of fcts.fae.solvextract.SensorReading' },
+      { payload: JSON.stringify({ site_code: 5, value: 1 }), detailHas: 'site_code: an integer is not a string' },
+    ]);
     await runFormat({
       ns,
       routesFile: path.join(examples, 'industrial-sensors-protobuf.yaml'),
@@ -274,17 +267,11 @@ describe('schema registry formats, read back by an independent decoder', () => {
     const body = (b: number, seq: number) => ({ seq, ts: 1_767_000_000_000 + seq * 1000 + b, kind: kinds[(b + seq) % 3], tags: seq % 10 === 0 ? ['tenth', `b${b}`] : [] });
     const good: PublishItem[] = [];
     for (let seq = 0; seq < per; seq++) for (let b = 0; b < badges; b++) good.push({ topic: topicOf(b), payload: JSON.stringify(body(b, seq)) });
-    const bads: Bad[] = [];
-    for (let i = 0; i < 30; i++) {
-      const t = topicOf(i % badges);
-      bads.push(
-        [
-          { topic: t, payload: JSON.stringify({ seq: -1, ts: 1, kind: 'idle' }), detailHas: '/seq must be >= 0' },
-          { topic: t, payload: JSON.stringify({ seq: 1, ts: 1, kind: 'sleep' }), detailHas: '/kind must be equal to one of the allowed values' },
-          { topic: t, payload: JSON.stringify({ seq: 1, ts: 1, kind: 'idle', battery: 3 }), detailHas: 'must NOT have additional properties ("battery")' },
-        ][i % 3] as Bad,
-      );
-    }
+    const bads = badsFor(30, (i) => topicOf(i % badges), [
+      { payload: JSON.stringify({ seq: -1, ts: 1, kind: 'idle' }), detailHas: '/seq must be >= 0' },
+      { payload: JSON.stringify({ seq: 1, ts: 1, kind: 'sleep' }), detailHas: '/kind must be equal to one of the allowed values' },
+      { payload: JSON.stringify({ seq: 1, ts: 1, kind: 'idle', battery: 3 }), detailHas: 'must NOT have additional properties ("battery")' },
+    ]);
     await runFormat({
       ns,
       routesFile: path.join(dir, 'routes.yaml'),
