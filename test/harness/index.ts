@@ -36,6 +36,7 @@ export {
   type KafkaCluster,
   type KafkaClusterOptions,
   type KafkaOptions,
+  type ClientPath,
   type ReadTopicOptions,
   type TopicOptions,
 } from './kafka.js';
@@ -58,3 +59,4 @@ export { EdgeNode, DataType, encodePayload, metric, packArray, valueField, type 
 export { ReplicaSet, spoolRowsOnDisk, mosquittoSys, waitUntil, type Replica, type ReplicaCounts, type ReplicaSetOptions } from './replicas.js';
 export { mountSmallFs, smallFsUnavailable, type SmallFs } from './small-fs.js';
 export { startDelayProxy, type DelayProxy, type DelayProxyOptions } from './delay-proxy.js';
+export { startBlackholeProxy, type BlackholeProxy, type BlackholeProxyOptions } from './blackhole-proxy.js';
