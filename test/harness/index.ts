@@ -36,6 +36,7 @@ export {
   type KafkaCluster,
   type KafkaClusterOptions,
   type KafkaOptions,
+  type ClientPath,
   type ReadTopicOptions,
   type TopicOptions,
 } from './kafka.js';
@@ -59,3 +60,4 @@ export { ReplicaSet, spoolRowsOnDisk, mosquittoSys, waitUntil, type Replica, typ
 export { mountSmallFs, smallFsUnavailable, type SmallFs } from './small-fs.js';
 export { startDelayProxy, type DelayProxy, type DelayProxyOptions } from './delay-proxy.js';
 export { startRegistry, readTyped, checkKeyOrder, ensureRegistryInstalled, registryDir, readerVenv, type KeyOrder, type SchemaRegistry, type RegistryOptions, type TypedRecord, type ReadTypedOptions } from './registry.js';
+export { startBlackholeProxy, type BlackholeProxy, type BlackholeProxyOptions } from './blackhole-proxy.js';

@@ -2,6 +2,7 @@ import { Admin } from '@platformatic/kafka';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { startBlackholeProxy, type BlackholeProxy } from './blackhole-proxy.js';
 import { kcatRead, type ReadRecord } from './kcat.js';
 import { freePorts } from './ports.js';
 import { ensureBrokersInstalled, findExecutable, makeTempDir, ManagedProcess, repoRoot, spawnLogged } from './process.js';
@@ -26,6 +27,29 @@ export interface KafkaOptions {
    * `['--add-scram', 'SCRAM-SHA-512=[name=alice,password=alice-secret]']` to create SCRAM users.
    */
   formatArgs?: string[];
+  /** Client paths through black-hole proxies (see `ClientPath`), by name. */
+  clientPaths?: readonly string[];
+}
+
+/**
+ * One client's network path to Kafka, through a proxy per node that can go silent or refuse
+ * (blackhole-proxy.ts). Each path is its own listener on every node, advertised as that node's
+ * proxy, so a client bootstrapped through `bootstrap` keeps following metadata to proxies of
+ * this path only: black-holing path 'a' cuts the clients that use 'a', nobody else, and not the
+ * brokers' replication (which stays on the PLAINTEXT listener).
+ */
+export interface ClientPath {
+  readonly name: string;
+  /** Bootstrap list through this path's proxies: 'host:port[,host:port…]'. */
+  readonly bootstrap: string;
+  /** node id → its proxy on this path. */
+  readonly proxies: ReadonlyMap<number, BlackholeProxy>;
+  /** Silence this path to every node, or to the given ones. */
+  blackhole(nodeIds?: readonly number[]): void;
+  /** Refuse connections on this path (to every node, or the given ones). */
+  refuse(nodeIds?: readonly number[]): void;
+  /** Open the path again (every node, or the given ones). */
+  heal(nodeIds?: readonly number[]): void;
 }
 
 export interface ReadTopicOptions {
@@ -58,6 +82,8 @@ export interface KafkaAccess {
   endOffsets(topic: string): Promise<Record<number, number>>;
   /** Runs `fn` with an admin client (@platformatic/kafka), closing it afterwards. */
   withAdmin<T>(fn: (admin: Admin) => Promise<T>): Promise<T>;
+  /** A client path asked for with `clientPaths` at start. */
+  path(name: string): ClientPath;
 }
 
 /** A private single-node KRaft Kafka (broker+controller in one JVM) started by the harness. */
@@ -95,13 +121,14 @@ function ensureJars(): string {
 }
 
 /** Properties every node gets; `props` override them. */
-function baseProps(dataDir: string, port: number, controllerPort: number): Record<string, string> {
+function baseProps(dataDir: string, port: number, controllerPort: number, paths: readonly NodePath[] = []): Record<string, string> {
+  const names = paths.map((p) => listenerName(p.name));
   return {
     'process.roles': 'broker,controller',
-    listeners: `PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
-    'advertised.listeners': `PLAINTEXT://127.0.0.1:${port}`,
+    listeners: [`PLAINTEXT://127.0.0.1:${port}`, `CONTROLLER://127.0.0.1:${controllerPort}`, ...paths.map((p, i) => `${names[i]}://127.0.0.1:${p.listenerPort}`)].join(','),
+    'advertised.listeners': [`PLAINTEXT://127.0.0.1:${port}`, ...paths.map((p, i) => `${names[i]}://127.0.0.1:${p.proxyPort}`)].join(','),
     'controller.listener.names': 'CONTROLLER',
-    'listener.security.protocol.map': 'PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+    'listener.security.protocol.map': ['PLAINTEXT:PLAINTEXT', 'CONTROLLER:PLAINTEXT', ...names.map((n) => `${n}:PLAINTEXT`)].join(','),
     'inter.broker.listener.name': 'PLAINTEXT',
     'log.dirs': dataDir,
     'num.partitions': '1',
@@ -109,6 +136,48 @@ function baseProps(dataDir: string, port: number, controllerPort: number): Recor
     // Tests create their topics explicitly; a typo should fail, not auto-create.
     'auto.create.topics.enable': 'false',
   };
+}
+
+/** A client path's ports on one node: the broker's own listener, and the proxy advertised for it. */
+interface NodePath {
+  readonly name: string;
+  readonly listenerPort: number;
+  readonly proxyPort: number;
+}
+
+function listenerName(path: string): string {
+  if (!/^[a-z0-9_]+$/i.test(path)) throw new Error(`client path name ${JSON.stringify(path)}: letters, digits and _ only`);
+  return `PATH_${path.toUpperCase()}`;
+}
+
+/** Ports for every client path on `nodes` nodes: [node index][path index]. */
+async function planPaths(names: readonly string[], nodes: number): Promise<NodePath[][]> {
+  const ports = await freePorts(2 * names.length * nodes);
+  return Array.from({ length: nodes }, (_, n) =>
+    names.map((name, i) => ({ name, listenerPort: ports[2 * (n * names.length + i)]!, proxyPort: ports[2 * (n * names.length + i) + 1]! })),
+  );
+}
+
+/** Starts the proxies of every client path (node ids 1..n) and returns the paths by name. */
+async function startPaths(names: readonly string[], plan: NodePath[][]): Promise<Map<string, ClientPath>> {
+  const out = new Map<string, ClientPath>();
+  for (const [i, name] of names.entries()) {
+    const proxies = new Map<number, BlackholeProxy>();
+    for (const [n, node] of plan.entries()) {
+      const np = node[i]!;
+      proxies.set(n + 1, await startBlackholeProxy({ port: np.proxyPort, targetPort: np.listenerPort }));
+    }
+    const pick = (ids?: readonly number[]) => [...proxies].filter(([id]) => ids === undefined || ids.includes(id)).map(([, p]) => p);
+    out.set(name, {
+      name,
+      bootstrap: [...proxies.values()].map((p) => `127.0.0.1:${p.port}`).join(','),
+      proxies,
+      blackhole: (ids) => pick(ids).forEach((p) => p.blackhole()),
+      refuse: (ids) => pick(ids).forEach((p) => p.refuse()),
+      heal: (ids) => pick(ids).forEach((p) => p.heal()),
+    });
+  }
+  return out;
 }
 
 /**
@@ -122,8 +191,10 @@ export async function startKafka(opts: KafkaOptions = {}): Promise<Kafka> {
   const controllerPort = opts.controllerPort ?? (p2 as number);
   const logDir = opts.logDir ?? process.env.HARNESS_LOG_DIR ?? makeTempDir('kafka-');
   const dataDir = opts.dataDir ?? makeTempDir('kafka-data-');
+  const pathNames = opts.clientPaths ?? [];
+  const plan = await planPaths(pathNames, 1);
   const node = new KafkaNode(libs, 1, port, controllerPort, dataDir, logDir, {
-    ...baseProps(dataDir, port, controllerPort),
+    ...baseProps(dataDir, port, controllerPort, plan[0]),
     'node.id': '1',
     // Static voter set; do not combine with `StorageTool format --standalone`.
     'controller.quorum.voters': `1@127.0.0.1:${controllerPort}`,
@@ -135,7 +206,7 @@ export async function startKafka(opts: KafkaOptions = {}): Promise<Kafka> {
   await node.format(newClusterId(), opts.formatArgs ?? []);
   await node.start();
   await node.waitServing(90_000);
-  return new SingleKafka(node);
+  return new SingleKafka(node, await startPaths(pathNames, plan));
 }
 
 export interface KafkaClusterOptions {
@@ -144,6 +215,8 @@ export interface KafkaClusterOptions {
   /** Extra / overriding server.properties entries for every node. */
   extraProps?: Record<string, string>;
   logDir?: string;
+  /** Client paths through black-hole proxies (see `ClientPath`), by name. */
+  clientPaths?: readonly string[];
 }
 
 /**
@@ -170,12 +243,14 @@ export async function startKafkaCluster(opts: KafkaClusterOptions = {}): Promise
   const ports = await freePorts(2 * n);
   const logDir = opts.logDir ?? process.env.HARNESS_LOG_DIR ?? makeTempDir('kafka-cluster-');
   const voters = Array.from({ length: n }, (_, i) => `${i + 1}@127.0.0.1:${ports[n + i]}`).join(',');
+  const pathNames = opts.clientPaths ?? [];
+  const plan = await planPaths(pathNames, n);
   const nodes = Array.from({ length: n }, (_, i) => {
     const port = ports[i]!;
     const controllerPort = ports[n + i]!;
     const dataDir = makeTempDir(`kafka-node${i + 1}-`);
     return new KafkaNode(libs, i + 1, port, controllerPort, dataDir, logDir, {
-      ...baseProps(dataDir, port, controllerPort),
+      ...baseProps(dataDir, port, controllerPort, plan[i]),
       'node.id': String(i + 1),
       'controller.quorum.voters': voters,
       'default.replication.factor': String(Math.min(3, n)),
@@ -195,7 +270,7 @@ export async function startKafkaCluster(opts: KafkaClusterOptions = {}): Promise
   // All at once: no node can serve before a quorum of controllers is up.
   await Promise.all(nodes.map((node) => node.start()));
   await Promise.all(nodes.map((node) => node.waitServing(120_000)));
-  return new Cluster(nodes);
+  return new Cluster(nodes, await startPaths(pathNames, plan));
 }
 
 function newClusterId(): string {
@@ -320,6 +395,19 @@ export class KafkaNode {
 abstract class Access implements KafkaAccess {
   abstract get bootstrapList(): string[];
 
+  constructor(protected readonly paths: ReadonlyMap<string, ClientPath>) {}
+
+  path(name: string): ClientPath {
+    const p = this.paths.get(name);
+    if (!p) throw new Error(`no client path ${JSON.stringify(name)} (start Kafka with clientPaths: [${JSON.stringify(name)}])`);
+    return p;
+  }
+
+  /** Closes the client paths' proxies. */
+  protected async closePaths(): Promise<void> {
+    await Promise.all([...this.paths.values()].flatMap((p) => [...p.proxies.values()].map((x) => x.close())));
+  }
+
   get bootstrap(): string {
     return this.bootstrapList.join(',');
   }
@@ -400,8 +488,11 @@ abstract class Access implements KafkaAccess {
 }
 
 class SingleKafka extends Access implements Kafka {
-  constructor(private readonly node: KafkaNode) {
-    super();
+  constructor(
+    private readonly node: KafkaNode,
+    paths: ReadonlyMap<string, ClientPath>,
+  ) {
+    super(paths);
   }
   get bootstrapList(): string[] {
     return [this.node.bootstrap];
@@ -442,8 +533,11 @@ class SingleKafka extends Access implements Kafka {
 }
 
 class Cluster extends Access implements KafkaCluster {
-  constructor(readonly nodes: readonly KafkaNode[]) {
-    super();
+  constructor(
+    readonly nodes: readonly KafkaNode[],
+    paths: ReadonlyMap<string, ClientPath>,
+  ) {
+    super(paths);
   }
 
   /** Every node's address: clients find the live ones. */
@@ -497,5 +591,6 @@ class Cluster extends Access implements KafkaCluster {
 
   async stop(): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.stop()));
+    await this.closePaths();
   }
 }

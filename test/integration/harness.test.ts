@@ -5,14 +5,24 @@ import mqtt from 'mqtt';
 import pino from 'pino';
 import { createKafkaFactory } from '../../src/kafka/platformatic-client.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Admin } from '@platformatic/kafka';
 import { livePids, startKafka, startMosquitto, stopAll, type Kafka, type Mosquitto } from '../harness/index.js';
+
+async function withAdminAt<T>(bootstrap: string, fn: (admin: Admin) => Promise<T>): Promise<T> {
+  const admin = new Admin({ clientId: 'harness-path-admin', bootstrapBrokers: bootstrap.split(','), connectTimeout: 2000, requestTimeout: 5000, retries: 1 });
+  try {
+    return await fn(admin);
+  } finally {
+    await admin.close().catch(() => undefined);
+  }
+}
 
 describe('real-broker harness', () => {
   let mosq: Mosquitto;
   let kafka: Kafka;
 
   beforeAll(async () => {
-    [mosq, kafka] = await Promise.all([startMosquitto({ persistence: true }), startKafka()]);
+    [mosq, kafka] = await Promise.all([startMosquitto({ persistence: true }), startKafka({ clientPaths: ['a'] })]);
   }, 60_000);
 
   afterAll(async () => {
@@ -122,5 +132,36 @@ describe('real-broker harness', () => {
     expect(kafka.pid).not.toBe(oldPid);
     check(await kafka.readTopic('harness-topic', { expected: 3 }));
     expect(await kafka.endOffsets('harness-topic')).toEqual({ 0: 3 });
+  });
+
+  it('kafka: a client path keeps clients behind its proxy, and goes silent and back on demand', async () => {
+    await kafka.createTopic('harness-path', 1);
+    const path = kafka.path('a');
+    const proxyPort = path.proxies.get(1)!.port;
+    // Metadata asked through the path names the proxy, so a client that follows it stays behind it.
+    const md = await withAdminAt(path.bootstrap, (admin) => admin.metadata({ topics: ['harness-path'], forceUpdate: true }));
+    expect([...md.brokers.values()].map((b) => b.port)).toEqual([proxyPort]);
+
+    const cfg = { brokers: [path.bootstrap], clientId: 'harness-path', workers: 1, autoCreateTopics: false, batchMaxMessages: 100, batchMaxBytes: 100_000, writeTimeoutMs: 4000, connectTimeoutMs: 1000, compression: 'none' as const };
+    const factory = createKafkaFactory(cfg, { logger: pino({ level: 'silent' }) });
+    try {
+      const c = factory.create('path');
+      const rec = (v: string) => [{ topic: 'harness-path', key: 'k', value: Buffer.from(v), headers: {}, timestampMs: Date.now() }];
+      await c.send(rec('before'));
+      path.blackhole();
+      const t0 = Date.now();
+      await expect(c.send(rec('during'))).rejects.toThrow();
+      // Silent, not refused: the send waited for its timeout instead of failing at once.
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1500);
+      // The direct listener is not affected.
+      expect(await kafka.endOffsets('harness-path')).toEqual({ 0: 1 });
+      path.heal();
+      await c.send(rec('after'));
+    } finally {
+      await factory.close();
+    }
+    const values = (await kafka.readTopic('harness-path', { expected: 2 })).map((r) => r.value);
+    expect(values[0]).toBe('before');
+    expect(values).toContain('after');
   });
 });
