@@ -6,22 +6,27 @@
  *  3. publish→Kafka latency p50/p99 at a fixed rate (Kafka LogAppendTime minus publish time);
  *  4. spool ingest rate with Kafka down (durable: committed to the spool);
  *  5. replay rate and time to drain the spool after Kafka returns;
- *  6. peak RSS of the bridge with an empty spool and while the spool holds the records.
+ *  6. peak RSS of the bridge with an empty spool and while the spool holds the records;
+ *  7. typed records: end-to-end throughput and CPU per message of a routes file writing the same
+ *     payloads as Avro through a schema registry (Apicurio Registry, started here) against the
+ *     same route with format json, in this run.
  * Prints one table and writes the same figures as JSON to bench/results/.
  *
  * Sizes: BENCH_MESSAGES (default 100000), BENCH_SPOOL_RECORDS (default 1000000),
- * BENCH_LATENCY_RATE (default 5000 msg/s) for BENCH_LATENCY_SECONDS (default 10).
+ * BENCH_LATENCY_RATE (default 5000 msg/s) for BENCH_LATENCY_SECONDS (default 10),
+ * BENCH_TYPED_MESSAGES (default 50000) for each of the four typed runs (json, avro, avro, json).
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import mqtt from 'mqtt';
-import { makeTempDir, repoRoot, startBridgeProcess, startKafka, startMosquitto, stopAll, type BridgeProcess } from '../test/harness/index.js';
+import { makeTempDir, repoRoot, startBridgeProcess, startKafka, startMosquitto, startRegistry, stopAll, type BridgeProcess } from '../test/harness/index.js';
 
 const N = Number(process.env.BENCH_MESSAGES ?? 100_000);
 const SPOOL_N = Number(process.env.BENCH_SPOOL_RECORDS ?? 1_000_000);
 const LAT_RATE = Number(process.env.BENCH_LATENCY_RATE ?? 5000);
 const LAT_SECONDS = Number(process.env.BENCH_LATENCY_SECONDS ?? 10);
+const TYPED_N = Number(process.env.BENCH_TYPED_MESSAGES ?? 50_000);
 const PAYLOAD_BYTES = 200;
 const BADGES = 500;
 
@@ -121,10 +126,10 @@ function quantile(sorted: number[], q: number): number {
 async function main(): Promise<void> {
   const dir = makeTempDir('bench-');
   log(`brokers starting (logs in ${dir})`);
-  const [mosq, kafka] = await Promise.all([startMosquitto({ logDir: dir }), startKafka({ logDir: dir })]);
+  const [mosq, kafka, registry] = await Promise.all([startMosquitto({ logDir: dir }), startKafka({ logDir: dir }), startRegistry({ logDir: dir })]);
   const results: Record<string, number | string> = {};
   try {
-    for (const topic of ['bench', 'bench-latency', 'bench-spool']) {
+    for (const topic of ['bench', 'bench-latency', 'bench-spool', 'bench-typed-json', 'bench-typed-avro']) {
       await kafka.createTopic(topic, 4, { configs: { 'message.timestamp.type': 'LogAppendTime' } });
     }
 
@@ -156,6 +161,40 @@ async function main(): Promise<void> {
     results.bridge_cpu_s_per_100k = Number(((cpu * 100_000) / N).toFixed(2));
     results.bridge_cpu_us_per_msg = Number(((cpu * 1e6) / N).toFixed(1));
     results.e2e_to_raw_ratio = Number((results.e2e_qos1_msg_s / (results.raw_mosquitto_qos1_msg_s as number)).toFixed(3));
+
+    // --- typed records: the same route as json and as avro, one after the other ---
+    const typedDir = path.join(dir, 'typed');
+    mkdirSync(typedDir, { recursive: true });
+    writeFileSync(path.join(typedDir, 'bench.avsc'), JSON.stringify({ type: 'record', name: 'Bench', fields: [{ name: 'seq', type: 'long' }, { name: 'ts', type: 'long' }] }));
+    // Two rounds, alternating, so neither format always runs first on a warming machine.
+    const typed = { json: { n: 0, ms: 0, cpu: 0 }, avro: { n: 0, ms: 0, cpu: 0 } };
+    for (const format of ['json', 'avro', 'avro', 'json'] as const) {
+      const round = typed[format].n === 0 ? 1 : 2;
+      const routes = path.join(typedDir, `${format}.yaml`);
+      writeFileSync(routes, `routes:\n  - name: bench\n    match: bench/#\n    topic: bench-typed-${format}\n    format: ${format}\n${format === 'avro' ? '    schema: bench.avsc\n' : ''}`);
+      const { KAFKA_TOPIC: _t, ...base } = env('', `bench-typed-${format}-${round}`, path.join(typedDir, `${format}-${round}`, 'spool.db'));
+      const bt = await startBridgeProcess({ env: { ...base, ROUTES_FILE: routes, SCHEMA_REGISTRY_URL: registry.url }, logDir: path.join(typedDir, `${format}-${round}`) });
+      log(`typed records: route format ${format} (round ${round}), ${TYPED_N} messages`);
+      const c0 = cpuSeconds(bt.proc.pid);
+      const p0 = Date.now();
+      await publish(mosq.url, TYPED_N);
+      const p1 = await waitMetric(bt, 'mqtt_kafka_records_written_total', (v) => v >= TYPED_N);
+      const c1 = cpuSeconds(bt.proc.pid) - c0;
+      const dead = await bt.metric('mqtt_kafka_dead_letter_total');
+      if (dead > 0) throw new Error(`typed ${format} run dead-lettered ${dead} records`);
+      typed[format].n += TYPED_N;
+      typed[format].ms += p1 - p0;
+      typed[format].cpu += c1;
+      await bt.proc.stop('SIGTERM');
+    }
+    for (const format of ['json', 'avro'] as const) {
+      const t = typed[format];
+      results[`typed_${format}_msg_s`] = Math.round((t.n * 1000) / t.ms);
+      results[`typed_${format}_cpu_us_per_msg`] = Number(((t.cpu * 1e6) / t.n).toFixed(1));
+    }
+    results.typed_messages = typed.json.n;
+    results.typed_avro_to_json_cpu_ratio = Number(((results.typed_avro_cpu_us_per_msg as number) / (results.typed_json_cpu_us_per_msg as number)).toFixed(3));
+    results.typed_avro_to_json_msg_s_ratio = Number(((results.typed_avro_msg_s as number) / (results.typed_json_msg_s as number)).toFixed(3));
 
     log(`latency at ${LAT_RATE} msg/s for ${LAT_SECONDS} s`);
     // Switch the bridge's topic by using a second bridge instance would change the process; instead
@@ -229,6 +268,9 @@ function printTable(r: Record<string, number | string>): void {
     ['peak RSS, empty spool', `${r.peak_rss_mb_empty_spool} MB`],
     ['peak RSS, spool filling / replaying', `${r.peak_rss_mb_spool_full} / ${r.peak_rss_mb_replay} MB`],
     ['  ratio spool / empty', `${r.rss_spool_vs_empty}`],
+    [`typed records, route format json (${r.typed_messages} messages, 2 runs)`, `${r.typed_json_msg_s} msg/s, ${r.typed_json_cpu_us_per_msg} µs CPU/message`],
+    [`typed records, route format avro through the registry`, `${r.typed_avro_msg_s} msg/s, ${r.typed_avro_cpu_us_per_msg} µs CPU/message`],
+    ['  ratio avro / json: throughput, CPU per message', `${r.typed_avro_to_json_msg_s_ratio}, ${r.typed_avro_to_json_cpu_ratio}`],
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
   process.stdout.write(`\n| ${'measure'.padEnd(w)} | value |\n|${'-'.repeat(w + 2)}|-------|\n`);

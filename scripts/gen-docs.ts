@@ -15,6 +15,7 @@ const GROUPS: Record<VarSpec['group'], string> = {
   mqtt: 'MQTT',
   kafka: 'Kafka',
   mapping: 'Mapping, routes and dead letters',
+  registry: 'Schema registry',
   spool: 'Spool',
   runtime: 'Runtime',
 };

@@ -16,6 +16,8 @@ export const ERROR_CODES = {
   BRIDGE_ERR_MQTT_SEAM: 'The installed mqtt package no longer has the PUBACK or keepalive seam the bridge relies on.',
   BRIDGE_ERR_CLOSED: 'The component was closed; no more work is accepted.',
   BRIDGE_ERR_SHUTDOWN_TIMEOUT: 'Graceful shutdown did not finish within SHUTDOWN_TIMEOUT_MS.',
+  BRIDGE_ERR_SCHEMA_REFUSED: 'The schema registry refused a route\'s schema at start (an incompatible change, an invalid schema, an unknown subject or version, bad credentials); the message names each route and subject with the registry\'s words. Exit code 2.',
+  BRIDGE_ERR_SCHEMA_REGISTRY: 'The schema registry cannot be reached for a schema id not known yet; the records that need it are held (not acknowledged) and retried every SCHEMA_REGISTRY_RETRY_MS, never dead-lettered.',
   BRIDGE_ERR_DRAIN_INCOMPLETE: 'A drain for scale-down (drain-on-stop) could not empty the spool or end the MQTT session in time; exit code 1. Nothing is lost: keep the volume and start the replica again.',
 } as const;
 

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { Bridge } from './bridge/bridge.js';
 import { createDefaultMapping } from './bridge/mapping.js';
-import { loadRoutesFile } from './bridge/routes/index.js';
+import { compileRoutes, loadRoutesFile } from './bridge/routes/index.js';
 import type { Transform } from './bridge/types.js';
 import type { Config } from './config/types.js';
 import { drainForScaleDown, endMqttSession, type DrainOutcome } from './drain/drain.js';
@@ -15,11 +15,19 @@ import { redactUrl } from './observability/logger.js';
 import { startHttpServer } from './observability/http.js';
 import { Telemetry } from './observability/telemetry.js';
 import { countSpoolRowsOnDisk, openSqliteSpool } from './spool/sqlite-spool.js';
+import { startRegistryFor } from './registry/wiring.js';
 
 /** The routes file's transform when ROUTES_FILE is set (validated here, before anything connects), else the default mapping. */
 export function buildTransform(config: Config): Transform {
   const m = config.mapping;
   if (m.routesFile) return loadRoutesFile(m.routesFile, { separator: m.separator, maxMessageBytes: m.maxMessageBytes });
+  if (m.format === 'avro' || m.format === 'protobuf' || m.format === 'json_schema') {
+    // MESSAGE_FORMAT through the registry: the default mapping as a one-rule routes file.
+    const s = m.schema;
+    const schema = { ...(s?.file ? { file: s.file } : {}), auto_register: s?.autoRegister ?? true, ...(s?.version ? { version: s.version } : {}), ...(s?.message ? { message: s.message } : {}) };
+    const doc = { routes: [{ name: 'default', match: '#', topic: m.topic ?? '{topic_kafka}', format: m.format, schema }] };
+    return compileRoutes(doc, 'MESSAGE_FORMAT', { separator: m.separator, maxMessageBytes: m.maxMessageBytes });
+  }
   return createDefaultMapping({ topic: m.topic, separator: m.separator, format: m.format, subscriptions: config.mqtt.topics });
 }
 
@@ -54,6 +62,8 @@ export async function runBridge(config: Config, logger: Logger, opts: { transfor
       'the routes decode Sparkplug B, whose BIRTH state is kept per replica: in shared mode a DATA message may reach a replica that did not see its BIRTH (header sparkplug.unresolved) unless the broker keeps each publisher on one member (EMQX hash_clientid)',
     );
   }
+  // Routes in a registry format: schema ids resolved before anything connects (a refusal is exit 2).
+  const registry = await startRegistryFor(config, transform, { logger, telemetry });
   const clientOptions = buildMqttClientOptions(config.mqtt);
   const kafka = createKafkaFactory(config.kafka, { logger, security: buildKafkaSecurity(config.kafka) });
   const bridge = new Bridge({
@@ -64,6 +74,7 @@ export async function runBridge(config: Config, logger: Logger, opts: { transfor
     kafka,
     openSpool: (deps) => openSqliteSpool(config.spool, { ...deps, logger }),
     createSource: (onMessage, { state }) => createMqttSource(mqttConfig, { onMessage, logger, telemetry, clientOptions, state }),
+    ...(registry ? { registryStatus: () => registry.status() } : {}),
   });
   const http = await startHttpServer(config.http, { telemetry, health: bridge, logger });
   logger.info(
@@ -80,6 +91,7 @@ export async function runBridge(config: Config, logger: Logger, opts: { transfor
     stop() {
       stopping ??= (async () => {
         await (draining ?? bridge.close());
+        registry?.close();
         await http.server.close();
       })();
       return stopping;

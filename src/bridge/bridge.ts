@@ -10,8 +10,10 @@ import type { InboundMessage, IntakePauseReason, MqttSource } from '../mqtt/type
 import type { HealthState } from '../observability/http.js';
 import type { Telemetry } from '../observability/telemetry.js';
 import type { Spool, SpoolDeps, SpoolRow, StateStore } from '../spool/types.js';
+import type { RegistryStatus } from '../registry/types.js';
+import { HeldRecords } from './held.js';
 import { HEADER, deadLetterRecord, pending, recordBytes, standardHeaders } from './records.js';
-import type { DeadLetterReason, Transform } from './types.js';
+import type { DeadLetterReason, Transform, TransformResult } from './types.js';
 
 const TRANSFORM_SLICE = 2000;
 
@@ -29,6 +31,8 @@ export interface BridgeParts {
    * key-value store, where the source remembers the filters it subscribed.
    */
   readonly createSource: (onMessage: (msg: InboundMessage) => void, deps: { readonly state: StateStore }) => MqttSource;
+  /** The schema registry's state, when routes use one (src/registry): for /readyz. */
+  readonly registryStatus?: () => RegistryStatus;
 }
 
 /** Why intake is paused, as /readyz reports it (`intakePaused`); null while reading. */
@@ -52,6 +56,8 @@ export class Bridge implements HealthState {
   private closing: Promise<void> | undefined;
   private started = false;
   private lastMessageAtMs = 0;
+  /** Records waiting for a schema id (registry unreachable), and the later records of their keys. */
+  private readonly held = new HeldRecords((msg, r) => this.deliver(msg, r));
 
   constructor(private readonly parts: BridgeParts) {
     const { config, logger, telemetry } = parts;
@@ -103,6 +109,7 @@ export class Bridge implements HealthState {
       unacked: () => this.source.unacked,
       intakePaused: () => this.source.paused,
       queueDepth: () => ({ transform: this.queue.length, writer: this.pool.queued }),
+      schemaHeld: () => this.held.count,
       spool: () => this.spool.stats(),
       ready: () => this.ready().ok,
     });
@@ -197,25 +204,33 @@ export class Bridge implements HealthState {
           continue;
         }
       }
-      if (r.kind === 'skip') {
-        telemetry.messageSkipped(r.route, r.reason);
-        this.source.settle(msg.seq);
-        continue;
-      }
-      if (r.kind === 'dead') {
-        this.deadLetter(msg, r.reason, r.route, r.detail);
-        continue;
-      }
-      const headers = standardHeaders(msg);
-      for (const [k, v] of Object.entries(r.headers)) headers[k] = v;
-      const record = { topic: r.topic, key: r.key, value: r.value, headers, timestampMs: msg.receivedAtMs };
-      const size = recordBytes(record);
-      if (size > config.mapping.maxMessageBytes) {
-        this.deadLetter(msg, 'too_large', r.route, `record is ${size} bytes; KAFKA_MAX_MESSAGE_BYTES is ${config.mapping.maxMessageBytes}`);
-        continue;
-      }
-      this.pool.submit(pending(msg, record));
+      if (this.held.mustWait(r)) this.held.hold(msg, r);
+      else this.deliver(msg, r);
     }
+  }
+
+  /** A transform result, now in its key's order: skipped, dead-lettered or handed to the writers. */
+  private deliver(msg: InboundMessage, r: TransformResult): void {
+    const { telemetry, config } = this.parts;
+    if (r.kind === 'skip') {
+      telemetry.messageSkipped(r.route, r.reason);
+      this.source.settle(msg.seq);
+      return;
+    }
+    if (r.kind === 'dead') {
+      this.deadLetter(msg, r.reason, r.route, r.detail);
+      return;
+    }
+    if (r.kind === 'deferred') throw new Error('a deferred result reached the writers');
+    const headers = standardHeaders(msg);
+    for (const [k, v] of Object.entries(r.headers)) headers[k] = v;
+    const record = { topic: r.topic, key: r.key, value: r.value, headers, timestampMs: msg.receivedAtMs };
+    const size = recordBytes(record);
+    if (size > config.mapping.maxMessageBytes) {
+      this.deadLetter(msg, 'too_large', r.route, `record is ${size} bytes; KAFKA_MAX_MESSAGE_BYTES is ${config.mapping.maxMessageBytes}`);
+      return;
+    }
+    this.pool.submit(pending(msg, record));
   }
 
   private deadLetter(msg: InboundMessage, reason: DeadLetterReason, route: string, detail: string, maxBytes = this.parts.config.mapping.maxMessageBytes): void {
@@ -302,7 +317,10 @@ export class Bridge implements HealthState {
     const spoolAccepting = !spoolStats.blocked;
     // Kafka refusing our credentials or TLS settings is a misconfiguration, not an outage to spool through.
     const kafkaProblem = this.parts.kafka.securityProblem?.();
-    const ok = this.started && !this.closing && subscribed && (kafkaWritable || spoolAccepting) && kafkaProblem === undefined;
+    // Records waiting for the schema registry: the bridge cannot deliver them (nor PUBACK past them).
+    const registry = this.parts.registryStatus?.();
+    const registryDetail = registry ? { schemaRegistry: { up: registry.up, waitingSubjects: registry.waitingSubjects, refusedSubjects: registry.refusedSubjects, heldRecords: this.held.count } } : {};
+    const ok = this.started && !this.closing && subscribed && (kafkaWritable || spoolAccepting) && kafkaProblem === undefined && this.held.count === 0;
     // Why the spool takes no records (max_bytes, disk_low, write_error), and its file system.
     const disk = spoolStats.disk;
     const spoolDetail = {
@@ -321,6 +339,7 @@ export class Bridge implements HealthState {
         inFlight: this.source.inFlight,
         intakePaused: this.intakePaused(spoolStats.blocked),
         ...(kafkaProblem ? { kafkaProblem } : {}),
+        ...registryDetail,
       },
     };
   }
@@ -361,6 +380,8 @@ export class Bridge implements HealthState {
       await step('stop intake', () => this.source.stopIntake());
       await step('map queued messages', () => {
         while (this.queue.length > 0) this.transformLoop();
+        // Records still waiting for the schema registry stay unacknowledged: the broker redelivers them.
+        this.held.close();
       });
       await step('drain writers', () => this.pool.close(deadline));
       await step('stop replay', () => this.replayer.stop());

@@ -1,4 +1,5 @@
 import type { InboundMessage } from '../mqtt/types.js';
+import type { SchemaUse, ValueEncoder } from '../registry/types.js';
 import type { SparkplugTelemetry } from '../sparkplug/types.js';
 import type { StateStore } from '../spool/types.js';
 
@@ -16,7 +17,11 @@ export type DeadLetterReason =
   | 'unmatched'
   | 'rejected_by_kafka'
   /** Queued by the broker for a filter removed from the configuration (MQTT_REMOVED_FILTER_POLICY=dead_letter). */
-  | 'unsubscribed';
+  | 'unsubscribed'
+  /** avro, protobuf, json_schema: the value does not fit its schema (the validator's words in dlq.detail). */
+  | 'schema_mismatch'
+  /** avro, protobuf, json_schema: the schema registry refused the route's schema for this topic's subject. */
+  | 'schema_refused';
 
 /** Why a message was skipped on purpose (counted, not dead-lettered). */
 export type SkipReason = 'filtered' | 'unmatched';
@@ -34,7 +39,25 @@ export type TransformResult =
       readonly headers: Readonly<Record<string, string>>;
     }
   | { readonly kind: 'dead'; readonly route: string; readonly reason: DeadLetterReason; readonly detail: string }
-  | { readonly kind: 'skip'; readonly route: string; readonly reason: SkipReason };
+  | { readonly kind: 'skip'; readonly route: string; readonly reason: SkipReason }
+  | DeferredResult;
+
+/**
+ * A record whose value cannot be made yet: its schema id is not known and the schema registry
+ * cannot be reached. The bridge holds it (not acknowledged) and every later record of its topic
+ * and key behind it, and asks `resolve()` once `ready` settles.
+ */
+export interface DeferredResult {
+  readonly kind: 'deferred';
+  readonly route: string;
+  /** The record's topic and key: later records of this topic with this key wait behind this one. */
+  readonly topic: string;
+  readonly key: string | null;
+  /** Resolves (never rejects) when resolve() can give the final result. */
+  readonly ready: Promise<void>;
+  /** The final result: the record, a dead letter, or (the registry went away again) another deferred one. */
+  resolve(): TransformResult;
+}
 
 /** What a stateful transform gets from the bridge once the spool is open. */
 export interface TransformDeps {
@@ -58,4 +81,8 @@ export interface Transform {
    * transforms that keep durable state. Until then such a transform keeps its state in memory.
    */
   attach?(deps: TransformDeps): void;
+  /** The schemas of the routes in a registry format (avro, protobuf, json_schema); absent or empty otherwise. */
+  readonly schemaUses?: readonly SchemaUse[];
+  /** Gives the transform the encoder of its schemaUses, before the first apply(). */
+  useEncoder?(encoder: ValueEncoder): void;
 }

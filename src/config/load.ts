@@ -6,7 +6,7 @@ import { ConfigError } from '../errors.js';
 import { isSharedFilter, sharedGroupProblem } from '../mqtt/shared-group.js';
 import { redactUrl } from '../observability/logger.js';
 import { VARS } from './spec.js';
-import type { Config, KafkaCompression, SaslMechanism, TlsConfig } from './types.js';
+import type { Config, KafkaCompression, MessageSchemaConfig, RegistryConfig, SaslMechanism, TlsConfig } from './types.js';
 
 export interface LoadDeps {
   hostname?: () => string;
@@ -58,7 +58,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, deps: LoadDeps = {}): Config 
   // Unknown names are warnings, not errors: Kubernetes service links inject variables such as
   // MQTT_SERVICE_HOST or KAFKA_PORT_9092_TCP into every pod of a namespace with such a service.
   const warnings = Object.keys(env)
-    .filter((k) => /^(MQTT|KAFKA|SPOOL)_/.test(k) && !k.includes('_SERVICE_') && !/_PORT_\d+_/.test(k))
+    .filter((k) => /^(MQTT|KAFKA|SPOOL|SCHEMA_REGISTRY|MESSAGE_SCHEMA)_/.test(k) && !k.includes('_SERVICE_') && !/_PORT_\d+_/.test(k))
     .filter((k) => !VARS.some((s) => s.env === k || `${s.env}_FILE` === k))
     .map((k) => `${k} is not a setting of this bridge (misspelled?); ignored`);
 
@@ -72,6 +72,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, deps: LoadDeps = {}): Config 
   const mqttTls = resolveMqttTls(v, mqttUrl, problems, warnings, readFile);
   const kafkaTls = resolveKafkaTls(v, problems, warnings, readFile);
   const kafkaSasl = resolveKafkaSasl(v, kafkaTls !== undefined, problems, warnings);
+  const registry = resolveRegistry(v, problems, warnings, readFile);
+  const messageSchema = resolveMessageSchema(v, registry !== undefined, problems, warnings);
   if (Array.isArray(v.MQTT_TOPIC)) {
     for (const t of v.MQTT_TOPIC as string[]) {
       const err = topicFilterProblem(t);
@@ -129,7 +131,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, deps: LoadDeps = {}): Config 
       topic: v.KAFKA_TOPIC as string | undefined,
       routesFile: v.ROUTES_FILE === undefined ? undefined : resolve(v.ROUTES_FILE as string),
       separator: v.KAFKA_TOPIC_SEPARATOR as '_' | '.' | '-',
-      format: v.MESSAGE_FORMAT as 'raw' | 'envelope',
+      format: v.MESSAGE_FORMAT as Config['mapping']['format'],
+      schema: messageSchema,
       dlqTopic: v.DLQ_TOPIC as string,
       maxMessageBytes: v.KAFKA_MAX_MESSAGE_BYTES as number,
     },
@@ -144,6 +147,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, deps: LoadDeps = {}): Config 
       minFreePercent: v.SPOOL_MIN_FREE_PERCENT as number,
       reserveBytes: v.SPOOL_RESERVE_BYTES as number,
     },
+    registry,
     http: { port: v.HEALTH_PORT as number, host: v.HEALTH_HOST as string },
     logLevel: v.LOG_LEVEL as Config['logLevel'],
     shutdownTimeoutMs: v.SHUTDOWN_TIMEOUT_MS as number,
@@ -259,6 +263,91 @@ function resolveKafkaSasl(v: Raw, tls: boolean, problems: string[], warnings: st
   if (username === undefined || password === undefined) return undefined;
   if (mechanism === 'plain' && !tls) warnings.push('KAFKA_SASL_MECHANISM=plain without TLS: the Kafka password crosses the network in clear text (set KAFKA_TLS=true)');
   return { mechanism, username, password };
+}
+
+/** SCHEMA_REGISTRY_*: the registry of the avro, protobuf and json_schema formats. Whether a route needs it is checked at start (src/main.ts). */
+function resolveRegistry(v: Raw, problems: string[], warnings: string[], readFile: (p: string) => string): RegistryConfig | undefined {
+  const url = v.SCHEMA_REGISTRY_URL as string | undefined;
+  const others = Object.keys(v).filter((k) => k.startsWith('SCHEMA_REGISTRY_') && k !== 'SCHEMA_REGISTRY_URL' && !['SCHEMA_REGISTRY_TIMEOUT_MS', 'SCHEMA_REGISTRY_RETRY_MS', 'SCHEMA_REGISTRY_TLS_INSECURE'].includes(k));
+  if (url === undefined) {
+    if (others.length > 0) problems.push(`${others.join(', ')} set, but SCHEMA_REGISTRY_URL is not`);
+    return undefined;
+  }
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    problems.push(`SCHEMA_REGISTRY_URL: '${redactUrl(url)}' is not a valid URL`);
+    return undefined;
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    problems.push(`SCHEMA_REGISTRY_URL: unsupported scheme '${parsed.protocol}' (use http or https)`);
+    return undefined;
+  }
+  if (parsed.username !== '' || parsed.password !== '') {
+    // Keeps the password out of the URL, which is logged.
+    problems.push('SCHEMA_REGISTRY_URL: no credentials in the URL; set SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD (or SCHEMA_REGISTRY_TOKEN)');
+    return undefined;
+  }
+  const username = v.SCHEMA_REGISTRY_USERNAME as string | undefined;
+  const password = v.SCHEMA_REGISTRY_PASSWORD as string | undefined;
+  const token = v.SCHEMA_REGISTRY_TOKEN as string | undefined;
+  if (token !== undefined && (username !== undefined || password !== undefined)) problems.push('SCHEMA_REGISTRY_TOKEN and SCHEMA_REGISTRY_USERNAME/PASSWORD are both set; use one way to authenticate');
+  else if (username !== undefined && password === undefined) problems.push('SCHEMA_REGISTRY_PASSWORD: required with SCHEMA_REGISTRY_USERNAME (or SCHEMA_REGISTRY_PASSWORD_FILE)');
+  else if (password !== undefined && username === undefined) problems.push('SCHEMA_REGISTRY_USERNAME: required with SCHEMA_REGISTRY_PASSWORD');
+  let tls: TlsConfig | undefined;
+  const tlsVars = ['SCHEMA_REGISTRY_TLS_CA', 'SCHEMA_REGISTRY_TLS_CERT', 'SCHEMA_REGISTRY_TLS_KEY', 'SCHEMA_REGISTRY_TLS_KEY_PASSPHRASE'].filter((k) => v[k] !== undefined);
+  if (parsed.protocol === 'https:') {
+    const files = checkTlsFiles(
+      { ca: 'SCHEMA_REGISTRY_TLS_CA', cert: 'SCHEMA_REGISTRY_TLS_CERT', key: 'SCHEMA_REGISTRY_TLS_KEY', passphrase: 'SCHEMA_REGISTRY_TLS_KEY_PASSPHRASE' },
+      v,
+      problems,
+      warnings,
+      readFile,
+    );
+    const insecure = v.SCHEMA_REGISTRY_TLS_INSECURE === true;
+    if (insecure) warnings.push("SCHEMA_REGISTRY_TLS_INSECURE=true: the schema registry's certificate and host name are NOT verified");
+    tls = { ...files, insecure };
+  } else {
+    if (tlsVars.length > 0) problems.push(`${tlsVars.join(', ')} set, but SCHEMA_REGISTRY_URL uses http:// (no TLS): use https://`);
+    if (v.SCHEMA_REGISTRY_TLS_INSECURE === true) warnings.push('SCHEMA_REGISTRY_TLS_INSECURE has no effect: SCHEMA_REGISTRY_URL uses http://');
+    if (username !== undefined || token !== undefined) warnings.push('schema registry credentials over http:// cross the network in clear text (use https://)');
+  }
+  return {
+    url: parsed.toString().replace(/\/+$/, ''),
+    username,
+    password,
+    token,
+    tls,
+    timeoutMs: v.SCHEMA_REGISTRY_TIMEOUT_MS as number,
+    retryMs: v.SCHEMA_REGISTRY_RETRY_MS as number,
+  };
+}
+
+/** MESSAGE_SCHEMA_*: the schema of a registry MESSAGE_FORMAT without a routes file. */
+function resolveMessageSchema(v: Raw, haveRegistry: boolean, problems: string[], warnings: string[]): MessageSchemaConfig | undefined {
+  const format = v.MESSAGE_FORMAT as string | undefined;
+  const registryFormat = format === 'avro' || format === 'protobuf' || format === 'json_schema';
+  const set = ['MESSAGE_SCHEMA_FILE', 'MESSAGE_SCHEMA_VERSION', 'MESSAGE_SCHEMA_PROTOBUF_MESSAGE'].filter((k) => v[k] !== undefined);
+  if (v.ROUTES_FILE !== undefined) {
+    if (set.length > 0) warnings.push(`${set.join(', ')} not used: ROUTES_FILE is set (each rule names its own schema)`);
+    return undefined;
+  }
+  if (!registryFormat) {
+    if (set.length > 0) problems.push(`${set.join(', ')} set, but MESSAGE_FORMAT is ${format ?? 'raw'} (avro, protobuf or json_schema take a schema)`);
+    return undefined;
+  }
+  if (!haveRegistry) problems.push(`SCHEMA_REGISTRY_URL: required with MESSAGE_FORMAT=${format}`);
+  const file = v.MESSAGE_SCHEMA_FILE as string | undefined;
+  const autoRegister = v.MESSAGE_SCHEMA_AUTO_REGISTER as boolean;
+  const version = v.MESSAGE_SCHEMA_VERSION as number | 'latest' | undefined;
+  const message = v.MESSAGE_SCHEMA_PROTOBUF_MESSAGE as string | undefined;
+  if (message !== undefined && format !== 'protobuf') problems.push(`MESSAGE_SCHEMA_PROTOBUF_MESSAGE: set, but MESSAGE_FORMAT is ${format}`);
+  if (version !== undefined && autoRegister) problems.push('MESSAGE_SCHEMA_VERSION: a version is looked up, not registered; set MESSAGE_SCHEMA_AUTO_REGISTER=false with it');
+  else if (version !== undefined && file !== undefined) problems.push('MESSAGE_SCHEMA_FILE and MESSAGE_SCHEMA_VERSION are both set; give the file (registered or looked up) or the version (the registry\'s schema)');
+  else if (version === undefined && file === undefined) problems.push(`MESSAGE_SCHEMA_FILE: required with MESSAGE_FORMAT=${format} (or MESSAGE_SCHEMA_AUTO_REGISTER=false and MESSAGE_SCHEMA_VERSION)`);
+  if (file !== undefined && !existsSync(file)) problems.push(`MESSAGE_SCHEMA_FILE: '${file}' does not exist`);
+  return { file: file === undefined ? undefined : resolve(file), autoRegister, version, message };
 }
 
 /**

@@ -17,7 +17,7 @@ export interface VarSpec {
   /** May be given as `<env>_FILE` (a path whose content is the value); never logged. */
   readonly secret?: boolean;
   /** Grouping for the README table and .env.example. */
-  readonly group: 'mqtt' | 'kafka' | 'mapping' | 'spool' | 'runtime';
+  readonly group: 'mqtt' | 'kafka' | 'mapping' | 'registry' | 'spool' | 'runtime';
 }
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
@@ -105,7 +105,24 @@ export const VARS: readonly VarSpec[] = [
   { group: 'mapping', env: 'KAFKA_TOPIC_SEPARATOR', default: '_', doc: "Replaces '/' when deriving a Kafka topic from an MQTT topic: '_', '.' or '-'.", schema: z.enum(['_', '.', '-'], { error: "must be '_', '.' or '-'" }) },
   { group: 'mapping', env: 'DLQ_TOPIC', default: 'mqtt-dead-letter', doc: 'Dead-letter topic for messages that cannot be delivered as asked (reason in headers).', schema: nonEmpty },
   { group: 'mapping', env: 'KAFKA_MAX_MESSAGE_BYTES', default: '1000000', doc: "Largest record (value + key + headers) sent to Kafka; larger ones are dead-lettered. Keep it at or below the broker's message.max.bytes.", schema: int(1024) },
-  { group: 'mapping', env: 'MESSAGE_FORMAT', default: 'raw', doc: 'Record value: raw (payload bytes unchanged) or envelope (Metamorphosis JSON {"topic","content":base64}).', schema: oneOf(['raw', 'envelope']) },
+  { group: 'mapping', env: 'MESSAGE_FORMAT', default: 'raw', doc: 'Record value: raw (payload bytes unchanged), envelope (Metamorphosis JSON {"topic","content":base64}), or avro, protobuf, json_schema (the payload, a JSON object, written through the schema registry in the Confluent wire format; needs MESSAGE_SCHEMA_FILE and SCHEMA_REGISTRY_URL).', schema: oneOf(['raw', 'envelope', 'avro', 'protobuf', 'json_schema']) },
+  { group: 'mapping', env: 'MESSAGE_SCHEMA_FILE', doc: 'Schema of MESSAGE_FORMAT avro (.avsc), protobuf (.proto) or json_schema (.json), registered under the subject <topic>-value (docs/routes.md, "Schema registry formats"). Not used with ROUTES_FILE (rules name their own schema).', schema: nonEmpty },
+  { group: 'mapping', env: 'MESSAGE_SCHEMA_AUTO_REGISTER', default: 'true', doc: 'Register MESSAGE_SCHEMA_FILE under the subject (true), or only look it up (false: the subject must already have it, or MESSAGE_SCHEMA_VERSION names the version to use).', schema: bool },
+  { group: 'mapping', env: 'MESSAGE_SCHEMA_VERSION', doc: "With MESSAGE_SCHEMA_AUTO_REGISTER=false: the subject's version to write with, latest or a number (then MESSAGE_SCHEMA_FILE is not needed).", schema: z.string().trim().refine((v) => v === 'latest' || /^[1-9]\d{0,9}$/.test(v), 'must be latest or a version number').transform((v) => (v === 'latest' ? 'latest' : Number(v))) },
+  { group: 'mapping', env: 'MESSAGE_SCHEMA_PROTOBUF_MESSAGE', doc: 'MESSAGE_FORMAT=protobuf: the message type to write (package.Message). Unset: the first message of the .proto file.', schema: nonEmpty },
+
+  // --- Schema registry ---
+  { group: 'registry', env: 'SCHEMA_REGISTRY_URL', doc: 'Confluent-compatible schema registry API for the avro, protobuf and json_schema formats, e.g. http://registry:8081 (Confluent, Redpanda, Karapace) or http://apicurio:8080/apis/ccompat/v7. Required when a route or MESSAGE_FORMAT uses one of them. No credentials in the URL: see SCHEMA_REGISTRY_USERNAME.', schema: nonEmpty },
+  { group: 'registry', env: 'SCHEMA_REGISTRY_USERNAME', doc: 'Schema registry basic authentication user (with SCHEMA_REGISTRY_PASSWORD).', schema: nonEmpty },
+  { group: 'registry', env: 'SCHEMA_REGISTRY_PASSWORD', doc: 'Schema registry basic authentication password (or SCHEMA_REGISTRY_PASSWORD_FILE).', schema: str, secret: true },
+  { group: 'registry', env: 'SCHEMA_REGISTRY_TOKEN', doc: 'Schema registry bearer token, instead of a user and password (or SCHEMA_REGISTRY_TOKEN_FILE).', schema: str, secret: true },
+  { group: 'registry', env: 'SCHEMA_REGISTRY_TLS_CA', doc: "CA certificate file (PEM) the registry's certificate must chain to (https:// URLs; replaces the system CAs).", schema: nonEmpty },
+  { group: 'registry', env: 'SCHEMA_REGISTRY_TLS_CERT', doc: 'Client certificate file (PEM) for registry TLS client authentication; needs SCHEMA_REGISTRY_TLS_KEY.', schema: nonEmpty },
+  { group: 'registry', env: 'SCHEMA_REGISTRY_TLS_KEY', doc: 'Private key file (PEM) of SCHEMA_REGISTRY_TLS_CERT.', schema: nonEmpty },
+  { group: 'registry', env: 'SCHEMA_REGISTRY_TLS_KEY_PASSPHRASE', doc: 'Passphrase of an encrypted SCHEMA_REGISTRY_TLS_KEY (or SCHEMA_REGISTRY_TLS_KEY_PASSPHRASE_FILE).', schema: str, secret: true },
+  { group: 'registry', env: 'SCHEMA_REGISTRY_TLS_INSECURE', default: 'false', doc: "Do not verify the registry's certificate and host name (tests only; logged as a warning at start).", schema: bool },
+  { group: 'registry', env: 'SCHEMA_REGISTRY_TIMEOUT_MS', default: '5000', doc: 'Budget of one request to the schema registry; no answer within it counts as unreachable.', schema: int(100) },
+  { group: 'registry', env: 'SCHEMA_REGISTRY_RETRY_MS', default: '5000', doc: 'While the registry cannot be reached, how often a subject whose records are held (not acknowledged) is tried again.', schema: int(100) },
 
   // --- Spool ---
   { group: 'spool', env: 'SPOOL_PATH', default: './data/spool.db', doc: 'SQLite spool file. Its directory must be writable and on persistent storage.', schema: nonEmpty },

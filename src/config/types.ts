@@ -62,7 +62,9 @@ export interface Config {
     /** ROUTES_FILE, resolved; when set the routes transform replaces the default mapping. */
     readonly routesFile?: string | undefined;
     readonly separator: '_' | '.' | '-';
-    readonly format: 'raw' | 'envelope';
+    readonly format: 'raw' | 'envelope' | 'avro' | 'protobuf' | 'json_schema';
+    /** MESSAGE_SCHEMA_*: the schema of a registry MESSAGE_FORMAT (without a routes file). */
+    readonly schema?: MessageSchemaConfig | undefined;
     readonly dlqTopic: string;
     readonly maxMessageBytes: number;
   };
@@ -79,9 +81,35 @@ export interface Config {
     /** Size of the reserve file beside the spool (0 = none). */
     readonly reserveBytes: number;
   };
+  /** Set when SCHEMA_REGISTRY_URL is: the Confluent-compatible schema registry of the avro, protobuf and json_schema formats. */
+  readonly registry?: RegistryConfig | undefined;
   readonly http: { readonly port: number; readonly host: string };
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
   readonly shutdownTimeoutMs: number;
   /** Non-fatal findings (unknown variables), logged once at start. */
   readonly warnings: readonly string[];
+}
+
+/** The schema registry connection (SCHEMA_REGISTRY_*). Secrets: password, token, tls.keyPassphrase. */
+export interface RegistryConfig {
+  /** Base URL of the Confluent-compatible API (e.g. http://registry:8080/apis/ccompat/v7), without credentials. */
+  readonly url: string;
+  readonly username?: string | undefined;
+  readonly password?: string | undefined;
+  /** Bearer token (instead of username/password). */
+  readonly token?: string | undefined;
+  /** Set for an https:// URL. */
+  readonly tls?: TlsConfig | undefined;
+  /** One request's budget. */
+  readonly timeoutMs: number;
+  /** While the registry cannot be reached, how often a subject whose records are held is tried again. */
+  readonly retryMs: number;
+}
+
+/** MESSAGE_SCHEMA_FILE / _AUTO_REGISTER / _VERSION / _PROTOBUF_MESSAGE. */
+export interface MessageSchemaConfig {
+  readonly file?: string | undefined;
+  readonly autoRegister: boolean;
+  readonly version?: number | 'latest' | undefined;
+  readonly message?: string | undefined;
 }

@@ -10,6 +10,7 @@ import type { WriterTelemetry } from '../kafka/writer-pool.js';
 import type { SeqAnomaly, SparkplugTelemetry } from '../sparkplug/index.js';
 import type { MessageType } from '../sparkplug/topic.js';
 import type { DropReason, SpoolStats } from '../spool/types.js';
+import type { RegistryTelemetry } from '../registry/types.js';
 
 /** Values read at scrape time instead of being pushed per message. */
 export interface StateProbe {
@@ -18,6 +19,8 @@ export interface StateProbe {
   unacked(): number;
   intakePaused(): boolean;
   queueDepth(): { transform: number; writer: number };
+  /** Records held until the schema registry gives their schema id. */
+  schemaHeld?(): number;
   spool(): SpoolStats;
   ready(): boolean;
 }
@@ -31,7 +34,7 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
  * names, reasons, kinds, paths — never an MQTT topic or a device id. README.md lists every
  * metric; test/unit/metrics-docs.test.ts keeps the two in step.
  */
-export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetry, SparkplugTelemetry {
+export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetry, SparkplugTelemetry, RegistryTelemetry {
   readonly registry = new Registry();
   private probe: StateProbe | undefined;
   private readonly log: Logger;
@@ -61,6 +64,8 @@ export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetr
   private readonly spSeq = this.counter('sparkplug_seq_errors_total', 'Sparkplug seq gaps, out-of-order and invalid seqs (header sparkplug.seq_error), by group and kind.', ['group', 'kind']);
   private readonly spBdSeq = this.counter('sparkplug_bdseq_mismatches_total', "NDEATHs whose bdSeq is not their NBIRTH's (a stale Will; the node's BIRTH is kept), by group.", ['group']);
   private readonly spState = this.counter('sparkplug_state_errors_total', 'Failed reads and writes of Sparkplug BIRTH state in the spool database, by operation.', ['op']);
+  private readonly registryRequests = this.counter('schema_registry_requests_total', 'Schema id resolutions asked of the schema registry (register or look up, then fetch the schema), by result (ok, refused, unreachable).', ['result']);
+  private readonly registryUpGauge = this.gauge('schema_registry_up', '1 unless the last attempt to reach the schema registry failed (set only when routes use a registry format).');
   /** Sparkplug group ids come from MQTT topics: only the first 100 become label values. */
   private readonly groups = new BoundedLabel(100);
 
@@ -97,6 +102,7 @@ export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetr
       return o === undefined ? 0 : Math.max(0, (Date.now() - o) / 1000);
     });
     g('ready', '1 while /readyz answers ready.', (p) => (p.ready() ? 1 : 0));
+    g('schema_held_records', 'Records held (not acknowledged) until the schema registry can give their schema id, with the later records of their keys.', (p) => p.schemaHeld?.() ?? 0);
     new Gauge({
       name: PREFIX + 'spool_held',
       help: 'Why the spool holds new records back (1 for the reason that applies): max_bytes (SPOOL_MAX_BYTES, policy block), disk_low (free-space watermark), write_error (commits failing).',
@@ -209,6 +215,14 @@ export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetr
       'records dropped',
     );
     if (items.length > 20) this.log.debug({ reason, records: items.slice(20) }, 'records dropped (rest)');
+  }
+
+  // --- schema registry ---
+  registryRequest(result: 'ok' | 'refused' | 'unreachable'): void {
+    this.registryRequests.inc({ result });
+  }
+  registryUp(up: boolean): void {
+    this.registryUpGauge.set(up ? 1 : 0);
   }
 
   // --- Sparkplug ---

@@ -131,3 +131,35 @@ export function checkBadges(records: readonly ReadRecord[], badges: number, perB
 function defaultParse(r: ReadRecord): { badge_id: string; seq: number } {
   return JSON.parse(r.value ?? '{}') as { badge_id: string; seq: number };
 }
+
+/** One MQTT message to publish. */
+export interface PublishItem {
+  readonly topic: string;
+  readonly payload: string | Buffer;
+}
+
+/**
+ * Publishes `items` in this order at QoS 1 from one connection, `window` publishes in flight
+ * (the broker delivers one client's messages in the order it received them). Resolves when the
+ * broker acknowledged every publish.
+ */
+export async function publishMessages(url: string, items: readonly PublishItem[], opts: { window?: number; onProgress?: (published: number) => void | Promise<void> } = {}): Promise<number> {
+  const client = await mqtt.connectAsync(url, { clientId: `pub-${process.pid}-${Date.now()}`, clean: true, reconnectPeriod: 500 });
+  const window = opts.window ?? 200;
+  const inflight = new Set<Promise<unknown>>();
+  let n = 0;
+  try {
+    for (const it of items) {
+      const p = client.publishAsync(it.topic, it.payload, { qos: 1 });
+      inflight.add(p);
+      void p.finally(() => inflight.delete(p));
+      n++;
+      if (inflight.size >= window) await Promise.race(inflight);
+      if (opts.onProgress) await opts.onProgress(n);
+    }
+    await Promise.all(inflight);
+  } finally {
+    await client.endAsync();
+  }
+  return n;
+}

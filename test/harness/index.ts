@@ -42,7 +42,7 @@ export {
 } from './kafka.js';
 export { kcatRead, parseKcatJson, type ReadRecord } from './kcat.js';
 export { startBridgeProcess, parseMetrics, type BridgeLogLine, type BridgeProcess, type BridgeProcessOptions } from './bridge.js';
-export { publishBadges, checkBadges, badgeId, type BadgeCheck, type BadgeRunOptions } from './badges.js';
+export { publishBadges, publishMessages, checkBadges, badgeId, type BadgeCheck, type BadgeRunOptions, type PublishItem } from './badges.js';
 export {
   startPrometheus,
   ensurePrometheusInstalled,
@@ -59,4 +59,5 @@ export { EdgeNode, DataType, encodePayload, metric, packArray, valueField, type 
 export { ReplicaSet, spoolRowsOnDisk, mosquittoSys, waitUntil, type Replica, type ReplicaCounts, type ReplicaSetOptions } from './replicas.js';
 export { mountSmallFs, smallFsUnavailable, type SmallFs } from './small-fs.js';
 export { startDelayProxy, type DelayProxy, type DelayProxyOptions } from './delay-proxy.js';
+export { startRegistry, readTyped, checkKeyOrder, ensureRegistryInstalled, registryDir, readerVenv, type KeyOrder, type SchemaRegistry, type RegistryOptions, type TypedRecord, type ReadTypedOptions } from './registry.js';
 export { startBlackholeProxy, type BlackholeProxy, type BlackholeProxyOptions } from './blackhole-proxy.js';

@@ -206,18 +206,23 @@ export function findExecutable(name: string, envVar?: string): string | undefine
   return undefined;
 }
 
+const installedScripts = new Set<string>();
 /**
- * Runs scripts/install-brokers.sh (idempotent: installs mosquitto/kcat via apt and the Kafka jars
- * via Maven only when missing). Synchronous on purpose: it runs at most once per process, before
- * any broker starts, and a first-time Maven download can take a minute.
+ * Runs scripts/<name> (an idempotent install script: installs only what is missing, quiet on
+ * success) at most once per process. Synchronous on purpose: it runs before anything it installs
+ * starts, and a first-time download can take a minute.
  */
-let installed = false;
-export function ensureBrokersInstalled(): void {
-  if (installed) return;
-  const script = path.join(repoRoot, 'scripts', 'install-brokers.sh');
+export function runInstallScriptOnce(name: string): void {
+  if (installedScripts.has(name)) return;
+  const script = path.join(repoRoot, 'scripts', name);
   const res = spawnSync('bash', [script], { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   if (res.status !== 0) {
     throw new Error(`${script} failed (exit ${res.status ?? res.signal}):\n${res.stdout}${res.stderr}`);
   }
-  installed = true;
+  installedScripts.add(name);
+}
+
+/** scripts/install-brokers.sh: mosquitto and kcat via apt, the Kafka jars via Maven, only when missing. */
+export function ensureBrokersInstalled(): void {
+  runInstallScriptOnce('install-brokers.sh');
 }

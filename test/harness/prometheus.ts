@@ -1,8 +1,7 @@
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { freePort } from './ports.js';
-import { findExecutable, makeTempDir, ManagedProcess, repoRoot } from './process.js';
+import { findExecutable, makeTempDir, ManagedProcess, repoRoot, runInstallScriptOnce } from './process.js';
 
 /**
  * A private Prometheus server (the Debian package `prometheus`, installed by
@@ -87,13 +86,8 @@ export interface Prometheus {
 }
 
 /** Runs scripts/install-prometheus.sh once per process (apt-get install prometheus when missing). */
-let installed = false;
 export function ensurePrometheusInstalled(): void {
-  if (installed) return;
-  const script = path.join(repoRoot, 'scripts', 'install-prometheus.sh');
-  const res = spawnSync('bash', [script], { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  if (res.status !== 0) throw new Error(`${script} failed (exit ${res.status ?? res.signal}):\n${res.stdout}${res.stderr}`);
-  installed = true;
+  runInstallScriptOnce('install-prometheus.sh');
 }
 
 function findOrInstall(name: string, envVar: string): string {

@@ -165,7 +165,7 @@ function harness(env: Record<string, string> = {}, transform?: Transform) {
     transform: transform ?? createDefaultMapping({
       topic: config.mapping.topic,
       separator: config.mapping.separator,
-      format: config.mapping.format,
+      format: config.mapping.format === 'envelope' ? 'envelope' : 'raw',
       subscriptions: config.mqtt.topics,
     }),
     kafka: factory,

@@ -154,7 +154,7 @@ class Gen extends RandomChoices {
   }
 }
 
-const DEAD = new Set(['invalid_utf8', 'invalid_json', 'missing_field', 'wrong_type', 'too_large', 'bad_topic', 'bad_key', 'empty_payload', 'unmatched', 'invalid_sparkplug']);
+const DEAD = new Set(['invalid_utf8', 'invalid_json', 'missing_field', 'wrong_type', 'too_large', 'bad_topic', 'bad_key', 'empty_payload', 'unmatched', 'invalid_sparkplug', 'schema_mismatch', 'schema_refused']);
 const SKIP = new Set(['filtered', 'unmatched']);
 
 /** Returns what is wrong with `r`, or undefined when it is well-formed. */
@@ -223,7 +223,7 @@ describe(`routes fuzz (seed ${SEED})`, () => {
       }
       const problem = malformed(r, t);
       if (problem) throw new Error(`seed ${SEED} ${profile} case ${i}: ${problem} (topic ${JSON.stringify(topic.slice(0, 80))})`);
-      const label = r.kind === 'record' ? 'record' : `${r.kind}:${r.reason}`;
+      const label = r.kind === 'record' || r.kind === 'deferred' ? r.kind : `${r.kind}:${r.reason}`;
       kinds[label] = (kinds[label] ?? 0) + 1;
     }
     // The generator must reach the interesting paths, not only "unmatched".

@@ -81,7 +81,7 @@ describe('loadRoutesFile: errors name file, rule index (and name) and field', ()
     ['key: unquoted template', rule('    key: {x}\n'), /routes\[0\] \(r1\): key: YAML read the unquoted template \{x\} as a mapping: quote it \("\{x\}"\)/],
     ['key: empty', rule('    key: ""\n'), /routes\[0\] \(r1\): key: renders empty; write "key: null"/],
     ['key: payload on raw', rule('    key: "{payload.id}"\n'), /key: \{payload\.id\}: payload fields need "format: json"/],
-    ['format', rule('    format: xml\n'), /routes\[0\] \(r1\): format: must be one of raw, envelope, json, sparkplug, got string "xml"/],
+    ['format', rule('    format: xml\n'), /routes\[0\] \(r1\): format: must be one of raw, envelope, json, sparkplug, avro, protobuf, json_schema, got string "xml"/],
     ['enrich on raw', rule('    enrich: { a: b }\n'), /routes\[0\] \(r1\): enrich: needs "format: json"/],
     ['enrich value', rule('    format: json\n    enrich: { a: [1] }\n'), /enrich\.a: must be a template string, number, boolean or null, got a list/],
     ['enrich __proto__', rule('    format: json\n    enrich: { __proto__: 1 }\n'), /enrich: "__proto__" cannot be a field name/],

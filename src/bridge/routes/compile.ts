@@ -1,12 +1,13 @@
 import { ConfigError } from '../../errors.js';
 import { isLegalKafkaTopic } from '../mapping.js';
 import type { InboundMessage } from '../../mqtt/types.js';
+import type { SchemaUse, ValueEncoder } from '../../registry/types.js';
 import { SparkplugDecoder } from '../../sparkplug/index.js';
 import type { Transform, TransformDeps, TransformResult } from '../types.js';
 import { Fail, Problems } from './fail.js';
 import { subscriptionsFor } from './pattern.js';
-import { checkTopicTemplate, compileRule, NO_HEADERS, type CompiledRule } from './rule.js';
-import { readRoutesSpec, UNMATCHED_ROUTE, type UnmatchedSpec } from './schema.js';
+import { checkTopicTemplate, compileRule, NO_HEADERS, type CompiledRule, type RuleSchemas } from './rule.js';
+import { isRegistryFormat, readRoutesSpec, UNMATCHED_ROUTE, type UnmatchedSpec } from './schema.js';
 import { compileTemplate, type Template } from './template.js';
 
 /** Settings the routes compiler takes from the environment configuration. */
@@ -15,12 +16,16 @@ export interface RoutesOptions {
   readonly separator: '_' | '.' | '-';
   /** Records whose value would exceed this many bytes are dead-lettered as `too_large`. */
   readonly maxMessageBytes: number;
+  /** Where schema files (avro, protobuf, json_schema routes) are looked for: the routes file's directory. Default: the working directory. */
+  readonly baseDir?: string | undefined;
 }
 
 /** A Transform built from a routes file, plus the names it can report (bounded metric labels). */
 export interface RoutesTransform extends Transform {
   /** Every `route` value apply() can return: the rule names, then "unmatched". */
   readonly routeNames: readonly string[];
+  readonly schemaUses: readonly SchemaUse[];
+  useEncoder(encoder: ValueEncoder): void;
 }
 
 /**
@@ -37,13 +42,27 @@ export function compileRoutes(doc: unknown, source: string, opts: RoutesOptions)
   const rules: CompiledRule[] = [];
   let decoder: SparkplugDecoder | undefined;
   const sparkplug = (): SparkplugDecoder => (decoder ??= new SparkplugDecoder(opts.maxMessageBytes));
+  const uses: SchemaUse[] = [];
+  let encoder: ValueEncoder | undefined;
+  const schemas: RuleSchemas = {
+    baseDir: opts.baseDir ?? process.cwd(),
+    add: (u) => uses.push(u) - 1,
+    encoder: () => encoder,
+  };
   for (const r of spec.rules) {
-    const c = compileRule(r, opts.separator, opts.maxMessageBytes, sparkplug);
+    const c = compileRule(r, opts.separator, opts.maxMessageBytes, sparkplug, schemas);
     if (c) rules.push(c);
   }
   const unmatched = compileUnmatched(spec.unmatched, problems.at('unmatched'), opts);
   if (problems.count > 0) throw new ConfigError(byRule(problems.all, source), 'BRIDGE_ERR_ROUTES');
-  return buildTransform(rules, unmatched, opts.maxMessageBytes, decoder);
+  const t = buildTransform(rules, unmatched, opts.maxMessageBytes, decoder);
+  return {
+    ...t,
+    schemaUses: Object.freeze(uses),
+    useEncoder: (e: ValueEncoder) => {
+      encoder = e;
+    },
+  };
 }
 
 /**
@@ -68,7 +87,7 @@ function compileUnmatched(u: UnmatchedSpec, problems: Problems, opts: RoutesOpti
   return { action: 'topic', topic: t };
 }
 
-function buildTransform(rules: readonly CompiledRule[], unmatched: UnmatchedAction, maxMessageBytes: number, decoder: SparkplugDecoder | undefined): RoutesTransform {
+function buildTransform(rules: readonly CompiledRule[], unmatched: UnmatchedAction, maxMessageBytes: number, decoder: SparkplugDecoder | undefined): Omit<RoutesTransform, 'schemaUses' | 'useEncoder'> {
   const route = UNMATCHED_ROUTE;
   const onUnmatched = (msg: InboundMessage): TransformResult => {
     switch (unmatched.action) {
@@ -112,7 +131,7 @@ function buildTransform(rules: readonly CompiledRule[], unmatched: UnmatchedActi
         return {
           kind: 'dead',
           route: current?.name ?? route,
-          reason: current?.format === 'json' ? 'invalid_json' : current?.format === 'sparkplug' ? 'invalid_sparkplug' : 'bad_topic',
+          reason: current?.format === 'json' ? 'invalid_json' : current?.format === 'sparkplug' ? 'invalid_sparkplug' : current && isRegistryFormat(current.format) ? 'schema_mismatch' : 'bad_topic',
           detail: `unexpected ${what} while mapping`,
         };
       }

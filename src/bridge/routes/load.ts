@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { ConfigError } from '../../errors.js';
 import type { RoutesOptions, RoutesTransform } from './compile.js';
@@ -18,7 +19,7 @@ export function loadRoutesFile(path: string, opts: RoutesOptions): RoutesTransfo
     const code = (err as { code?: unknown }).code;
     throw new ConfigError([`${path}: cannot read the routes file (${typeof code === 'string' ? code : String(err)})`], 'BRIDGE_ERR_ROUTES');
   }
-  return compileRoutes(parseRoutesYaml(text, path), path, opts);
+  return compileRoutes(parseRoutesYaml(text, path), path, { ...opts, baseDir: opts.baseDir ?? dirname(resolve(path)) });
 }
 
 /**

@@ -1,6 +1,9 @@
 import { isUtf8 } from 'node:buffer';
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
 import { envelope, isLegalKafkaTopic, KAFKA_TOPIC_MAX } from '../mapping.js';
 import type { InboundMessage } from '../../mqtt/types.js';
+import type { SchemaUse, ValueEncoder } from '../../registry/types.js';
 import type { SparkplugDecoded, SparkplugDecoder } from '../../sparkplug/index.js';
 import type { TransformResult } from '../types.js';
 import { compileCondition, type Condition } from './conditions.js';
@@ -8,7 +11,7 @@ import { Fail, type Problems } from './fail.js';
 import { dropPath, parsePath } from './paths.js';
 import { compilePattern, type Pattern } from './pattern.js';
 import { compileRequire, type RequireCheck } from './require.js';
-import type { Format, RuleSpec } from './schema.js';
+import { isRegistryFormat, type Format, type RuleSpec } from './schema.js';
 import { compileTemplate, type RenderContext, type Template, type TemplateScope } from './template.js';
 
 /**
@@ -45,15 +48,26 @@ export function checkTopicTemplate(t: Template, problems: Problems): void {
   if (t.literals.join('').length > KAFKA_TOPIC_MAX) problems.add(`literal text alone is longer than ${KAFKA_TOPIC_MAX} characters`);
 }
 
+/** What rules in a registry format (avro, protobuf, json_schema) need from the routes file. */
+export interface RuleSchemas {
+  /** Directory of the routes file: schema files are named relative to it. */
+  readonly baseDir: string;
+  /** Records a route's schema; returns its index (the `use` of ValueEncoder.encode). */
+  add(use: SchemaUse): number;
+  /** The encoder, once the bridge has given it (before the first message). */
+  encoder(): ValueEncoder | undefined;
+}
+
 /**
  * Compiles a structurally valid rule; problems go to the rule's own collector. `sparkplug`
  * gives the decoder shared by every sparkplug rule of the file (its state belongs to the edge
  * nodes, not to a rule).
  */
-export function compileRule(spec: RuleSpec, separator: string, maxMessageBytes: number, sparkplug: () => SparkplugDecoder): CompiledRule | undefined {
+export function compileRule(spec: RuleSpec, separator: string, maxMessageBytes: number, sparkplug: () => SparkplugDecoder, schemas?: RuleSchemas): CompiledRule | undefined {
   const p = spec.problems;
   const before = p.count;
-  const json = spec.format === 'json';
+  // The payload is parsed (a JSON object) on json routes and on the registry formats.
+  const json = spec.format === 'json' || isRegistryFormat(spec.format);
 
   const pattern = spec.match === undefined ? undefined : compilePattern(spec.match, p.at('match'));
   // Without a valid pattern the segment names are unknown, and checking templates against
@@ -80,7 +94,7 @@ export function compileRule(spec: RuleSpec, separator: string, maxMessageBytes: 
 
   const needsJson = (field: string): boolean => {
     if (json) return true;
-    p.at(field).add(`needs "format: json" (the payload is only parsed on json routes; format is ${spec.format})`);
+    p.at(field).add(`needs "format: json" (or avro, protobuf, json_schema: the payload is only parsed on those routes; format is ${spec.format})`);
     return false;
   };
 
@@ -107,6 +121,33 @@ export function compileRule(spec: RuleSpec, separator: string, maxMessageBytes: 
     }
   }
 
+  let schemaUse: number | undefined;
+  if (isRegistryFormat(spec.format) && spec.schema && schemas) {
+    const s = spec.schema;
+    let file: string | undefined;
+    let text: string | undefined;
+    if (s.file !== undefined) {
+      file = isAbsolute(s.file) ? s.file : resolve(schemas.baseDir, s.file);
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch (err) {
+        p.at('schema').add(`cannot read the schema file '${file}' (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+      }
+    }
+    if (p.count === before) {
+      schemaUse = schemas.add({
+        route: spec.name,
+        format: spec.format,
+        file,
+        text,
+        autoRegister: s.autoRegister,
+        version: s.version,
+        message: s.message,
+        staticTopic: topic?.constant,
+      });
+    }
+  }
+
   if (p.count > before || !pattern || !topic || (key === undefined && typeof spec.key === 'string')) return undefined;
   return buildRule({
     name: spec.name,
@@ -121,6 +162,8 @@ export function compileRule(spec: RuleSpec, separator: string, maxMessageBytes: 
     enrich,
     maxMessageBytes,
     sparkplug: spec.format === 'sparkplug' ? sparkplug() : undefined,
+    schemaUse,
+    encoder: schemas ? () => schemas.encoder() : () => undefined,
   });
 }
 
@@ -138,6 +181,9 @@ interface RuleParts {
   readonly enrich: readonly (readonly [string, Template | string | number | boolean | null])[];
   readonly maxMessageBytes: number;
   readonly sparkplug: SparkplugDecoder | undefined;
+  /** Registry formats: the index of the rule's schema. */
+  readonly schemaUse: number | undefined;
+  readonly encoder: () => ValueEncoder | undefined;
 }
 
 /** Parses a json route's payload: must be non-empty UTF-8 holding a JSON object. */
@@ -158,7 +204,8 @@ export function parseJsonObject(payload: Buffer): Record<string, unknown> | Fail
 
 function buildRule(r: RuleParts): CompiledRule {
   const { name, maxMessageBytes } = r;
-  const json = r.format === 'json';
+  const registry = isRegistryFormat(r.format);
+  const json = r.format === 'json' || registry;
   const reserialize = r.drop.length > 0 || r.enrich.length > 0;
   const dead = (f: Fail): TransformResult => ({ kind: 'dead', route: name, reason: f.reason, detail: f.detail });
   const tooLarge = (n: number): TransformResult => ({
@@ -170,7 +217,7 @@ function buildRule(r: RuleParts): CompiledRule {
 
   const apply = (msg: InboundMessage, captures: readonly string[]): TransformResult => {
     // Forwarded bytes are known before any work: refuse oversize early (no parse of a huge payload).
-    if ((r.format === 'raw' || (json && !reserialize)) && msg.payload.length > maxMessageBytes) return tooLarge(msg.payload.length);
+    if ((r.format === 'raw' || (r.format === 'json' && !reserialize)) && msg.payload.length > maxMessageBytes) return tooLarge(msg.payload.length);
 
     let payload: Record<string, unknown> | undefined;
     if (json) {
@@ -229,6 +276,12 @@ function buildRule(r: RuleParts): CompiledRule {
     // The decoder's sparkplug.* headers win over the rule's own.
     if (sp) headers = headers === NO_HEADERS ? sp.headers : { ...headers, ...sp.headers };
 
+    if (registry) {
+      const obj = reserialize ? reshapeObject(payload as Record<string, unknown>, ctx, r) : (payload as Record<string, unknown>);
+      if (obj instanceof Fail) return dead(obj);
+      return encoded(obj, topic, key, headers);
+    }
+
     let value: Buffer;
     if (sp) value = sp.value;
     else if (r.format === 'raw' || (json && !reserialize)) value = msg.payload;
@@ -242,11 +295,41 @@ function buildRule(r: RuleParts): CompiledRule {
     return { kind: 'record', route: name, topic, key, value, headers };
   };
 
+  /** Registry formats: the value through the route's schema, or why not (yet). */
+  const encoded = (obj: Record<string, unknown>, topic: string, key: string | null, headers: Readonly<Record<string, string>>): TransformResult => {
+    const encoder = r.encoder();
+    if (!encoder || r.schemaUse === undefined) return { kind: 'dead', route: name, reason: 'schema_refused', detail: 'no schema registry is configured for this route (SCHEMA_REGISTRY_URL)' };
+    const out = encoder.encode(r.schemaUse, topic, obj);
+    switch (out.kind) {
+      case 'encoded':
+        if (out.value.length > maxMessageBytes) return tooLarge(out.value.length);
+        return { kind: 'record', route: name, topic, key, value: out.value, headers };
+      case 'mismatch':
+        return { kind: 'dead', route: name, reason: 'schema_mismatch', detail: out.detail };
+      case 'refused':
+        return { kind: 'dead', route: name, reason: 'schema_refused', detail: out.detail };
+      case 'waiting':
+        return { kind: 'deferred', route: name, topic, key, ready: out.ready, resolve: () => encoded(obj, topic, key, headers) };
+    }
+  };
+
   return { name, format: r.format, pattern: r.pattern, apply };
 }
 
 /** json route with drop/enrich: compute enrich values (they see the payload as received), drop, set, serialize. */
 function reshape(payload: Record<string, unknown>, ctx: RenderContext, r: RuleParts): Buffer | Fail {
+  const obj = reshapeObject(payload, ctx, r);
+  if (obj instanceof Fail) return obj;
+  try {
+    return Buffer.from(JSON.stringify(obj), 'utf8');
+  } catch {
+    // JSON.stringify recurses: a payload nested some thousands deep overflows the stack.
+    return new Fail('invalid_json', 'payload nested too deeply to re-serialize');
+  }
+}
+
+/** drop/enrich applied to the parsed payload (in place). */
+function reshapeObject(payload: Record<string, unknown>, ctx: RenderContext, r: RuleParts): Record<string, unknown> | Fail {
   const values: unknown[] = new Array<unknown>(r.enrich.length);
   for (let i = 0; i < r.enrich.length; i++) {
     const t = (r.enrich[i] as readonly [string, Template | string | number | boolean | null])[1];
@@ -259,9 +342,9 @@ function reshape(payload: Record<string, unknown>, ctx: RenderContext, r: RulePa
     for (let i = 0; i < values.length; i++) if (typeof values[i] === 'object' && values[i] !== null) values[i] = structuredClone(values[i]);
     for (const levels of r.drop) dropPath(payload, levels);
     for (let i = 0; i < values.length; i++) payload[(r.enrich[i] as readonly [string, unknown])[0]] = values[i];
-    return Buffer.from(JSON.stringify(payload), 'utf8');
+    return payload;
   } catch {
-    // JSON.stringify/structuredClone recurse: a payload nested some thousands deep overflows the stack.
+    // structuredClone recurses: a payload nested some thousands deep overflows the stack.
     return new Fail('invalid_json', 'payload nested too deeply to re-serialize');
   }
 }

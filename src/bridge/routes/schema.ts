@@ -1,3 +1,4 @@
+import { REGISTRY_FORMATS, type RegistryFormat } from '../../registry/types.js';
 import type { Problems } from './fail.js';
 
 /**
@@ -19,8 +20,10 @@ import type { Problems } from './fail.js';
  *     match: a/{badge_id}/+/#  # MQTT filter; {name} = one level captured as a variable.
  *     topic: ingress-{event}   # Kafka topic template (default "{topic_kafka}").
  *     key: "{badge_id}"        # key template (default: the MQTT topic); null = no key.
- *     format: json             # raw (default) | envelope | json | sparkplug
- *     # json only:
+ *     format: json             # raw (default) | envelope | json | sparkplug | avro | protobuf | json_schema
+ *     schema: heartbeat.avsc   # avro, protobuf, json_schema: the schema file (beside the routes file), or
+ *                              # { file, auto_register: true, version: latest|N, message: pkg.Name }
+ *     # json (and avro, protobuf, json_schema):
  *     filter: { message: "x" } # condition; false -> skipped (reason "filtered")
  *     require: { ts: number }  # field: type or [types]; missing_field / wrong_type
  *     drop: [secret, "meta.*.raw"]   # payload paths removed from the value
@@ -42,9 +45,23 @@ import type { Problems } from './fail.js';
  * is a JSON record with metric names resolved from BIRTH certificates, the key defaults to
  * `group/edge_node[/device]`.
  */
-export type Format = 'raw' | 'envelope' | 'json' | 'sparkplug';
+export type Format = 'raw' | 'envelope' | 'json' | 'sparkplug' | RegistryFormat;
 /** Every format, in the order error messages list them. */
-export const FORMATS: readonly Format[] = ['raw', 'envelope', 'json', 'sparkplug'];
+export const FORMATS: readonly Format[] = ['raw', 'envelope', 'json', 'sparkplug', ...REGISTRY_FORMATS];
+
+/** True for the formats written through a schema registry (the payload is parsed as on json routes). */
+export function isRegistryFormat(f: Format): f is RegistryFormat {
+  return (REGISTRY_FORMATS as readonly string[]).includes(f);
+}
+
+/** A rule's `schema`, after the structural checks (the file is read when the rule is compiled). */
+export interface SchemaSpec {
+  /** As written, relative to the routes file's directory unless absolute. */
+  readonly file?: string | undefined;
+  readonly autoRegister: boolean;
+  readonly version?: number | 'latest' | undefined;
+  readonly message?: string | undefined;
+}
 
 /** The `unmatched` setting. */
 export type UnmatchedSpec = { readonly action: 'skip' } | { readonly action: 'dead_letter' } | { readonly action: 'topic'; readonly topic: string };
@@ -66,6 +83,8 @@ export interface RuleSpec {
   readonly require: unknown;
   readonly filter: unknown;
   readonly headers: ReadonlyArray<readonly [string, string]>;
+  /** avro, protobuf, json_schema: where the schema comes from. */
+  readonly schema?: SchemaSpec | undefined;
 }
 
 /** A routes document after the structural checks. */
@@ -75,7 +94,8 @@ export interface RoutesSpec {
 }
 
 const TOP_KEYS = ['unmatched', 'routes'];
-const RULE_KEYS = ['name', 'description', 'match', 'topic', 'key', 'format', 'enrich', 'drop', 'require', 'filter', 'headers'];
+const RULE_KEYS = ['name', 'description', 'match', 'topic', 'key', 'format', 'schema', 'enrich', 'drop', 'require', 'filter', 'headers'];
+const SCHEMA_KEYS = ['file', 'auto_register', 'version', 'message'];
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 /** The `route` of results for messages no rule matches; reserved as a rule name. */
 export const UNMATCHED_ROUTE = 'unmatched';
@@ -250,5 +270,51 @@ function readRule(node: unknown, index: number, root: Problems): RuleSpec | unde
       }
   }
 
-  return { index, name, problems, match, topic, key, format, enrich, drop, require: node.require, filter: node.filter, headers };
+  const schema = readSchema(node.schema, format, problems.at('schema'));
+
+  return { index, name, problems, match, topic, key, format, enrich, drop, require: node.require, filter: node.filter, headers, schema };
+}
+
+/** `schema: file.avsc` or `schema: { file, auto_register, version, message }`; required by the registry formats, refused by the others. */
+function readSchema(v: unknown, format: Format, problems: Problems): SchemaSpec | undefined {
+  if (!isRegistryFormat(format)) {
+    if (v !== undefined) problems.add(`only the formats ${REGISTRY_FORMATS.join(', ')} take a schema (format is ${format})`);
+    return undefined;
+  }
+  if (v === undefined) {
+    problems.add(`format ${format} needs a schema: a file (.${format === 'avro' ? 'avsc' : format === 'protobuf' ? 'proto' : 'json'}) beside the routes file, or { auto_register: false, version: latest }`);
+    return undefined;
+  }
+  if (typeof v === 'string') {
+    if (v.trim() === '') problems.add('must name a schema file');
+    return { file: v, autoRegister: true };
+  }
+  if (!isMapping(v)) {
+    problems.add(`must be a schema file name or a mapping (${SCHEMA_KEYS.join(', ')}), got ${describe(v)}`);
+    return undefined;
+  }
+  unknownKeys(v, SCHEMA_KEYS, problems, false);
+  const before = problems.count;
+  const file = v.file === undefined ? undefined : expectString(v.file, problems.at('file'), 'a schema file name');
+  let autoRegister = true;
+  if (v.auto_register !== undefined) {
+    if (typeof v.auto_register === 'boolean') autoRegister = v.auto_register;
+    else problems.at('auto_register').add(`must be true or false, got ${describe(v.auto_register)}`);
+  }
+  let version: number | 'latest' | undefined;
+  if (v.version !== undefined) {
+    if (v.version === 'latest' || (typeof v.version === 'number' && Number.isSafeInteger(v.version) && v.version > 0)) version = v.version;
+    else problems.at('version').add(`must be latest or a version number (1, 2, ...), got ${describe(v.version)}`);
+  }
+  let message: string | undefined;
+  if (v.message !== undefined) {
+    message = expectString(v.message, problems.at('message'), 'a message name (package.Message)');
+    if (format !== 'protobuf') problems.at('message').add('only protobuf schemas name a message');
+  }
+  if (problems.count > before) return undefined;
+  if (autoRegister && version !== undefined) problems.at('version').add('a version is looked up, not registered: set auto_register: false with it');
+  else if (autoRegister && file === undefined) problems.at('file').add('auto_register needs the schema file to register');
+  else if (!autoRegister && version === undefined && file === undefined) problems.add('with auto_register: false give the version to look up (latest or a number), or the file whose schema the subject must have');
+  else if (version !== undefined && file !== undefined) problems.add('give either file (registered or looked up) or version (the registry\'s schema), not both');
+  return { file, autoRegister, version, message };
 }
