@@ -39,7 +39,23 @@ export interface MqttSourceOptions extends MqttSourceDeps {
   readonly clientOptions?: IClientOptions;
   /** For tests: build the client some other way. */
   readonly createClient?: (url: string, opts: IClientOptions) => MqttClient;
+  /**
+   * False: MQTT.js does not reconnect after the connection is lost (or a connect fails); the
+   * owner of the source decides (src/sessions: MQTT 3.1.1 sessions of a group reconnect only once
+   * the group has confirmed they are still theirs). Default true.
+   */
+  readonly reconnect?: boolean;
+  /**
+   * Called when a connection that was not being closed by close() ends (or a connect attempt
+   * fails). `takenOver`: the broker said another connection took the session over (MQTT 5
+   * DISCONNECT 0x8E); the source then stops reconnecting for good. `upMs`: how long the
+   * connection had been accepted (0 = never).
+   */
+  readonly onConnectionLost?: (e: { readonly takenOver: boolean; readonly reasonCode: number | undefined; readonly upMs: number }) => void;
 }
+
+/** MQTT 5 DISCONNECT reason code: another connection with the same client id took the session over. */
+export const SESSION_TAKEN_OVER = 0x8e;
 
 /** Longest wait at shutdown for the broker to confirm it read our last PUBACKs. */
 const PUBACK_CONFIRM_MAX_MS = 5000;
@@ -269,7 +285,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       clean: false,
       protocolVersion: config.protocolVersion,
       keepalive: config.keepaliveS,
-      reconnectPeriod: config.reconnectMs,
+      reconnectPeriod: opts.reconnect === false ? 0 : config.reconnectMs,
       connectTimeout: 10_000,
       resubscribe: false,
       // Without this MQTT.js stops reconnecting after a refused CONNACK (bad password, ACL):
@@ -331,8 +347,25 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       endMsg: 'MQTT connection restored',
     });
     let accepted = false;
+    let acceptedAtMs = 0;
+    let takenOver = false;
+    let disconnectReason: number | undefined;
+    c.on('disconnect', (packet: Packet) => {
+      // The broker ends the connection (MQTT 5 only): 0x8E means a newer connection with this
+      // client id holds the session now. Reconnecting would take it back: never.
+      const rc = (packet as { reasonCode?: number }).reasonCode;
+      disconnectReason = rc;
+      if (rc === SESSION_TAKEN_OVER) {
+        takenOver = true;
+        c.options.reconnectPeriod = 0;
+        log.warn({ clientId: config.clientId, reasonCode: rc }, 'MQTT session taken over by another connection with this client id (DISCONNECT 0x8E); not reconnecting it');
+      } else {
+        log.warn({ clientId: config.clientId, reasonCode: rc }, 'the MQTT broker sent DISCONNECT');
+      }
+    });
     c.on('connect', (connack) => {
       accepted = true;
+      acceptedAtMs = Date.now();
       fault.ok();
       setState('connected');
       log.info({ sessionPresent: connack.sessionPresent, clientId: config.clientId }, 'connected to MQTT broker');
@@ -364,7 +397,16 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       opts.telemetry.mqttReconnect();
     });
     c.on('close', () => {
+      const upMs = accepted ? Date.now() - acceptedAtMs : 0;
       accepted = false;
+      if (state !== 'closed' && !intakeStopped) {
+        try {
+          opts.onConnectionLost?.({ takenOver, reasonCode: disconnectReason, upMs });
+        } catch (err) {
+          log.error({ err: describeError(err) }, 'connection-lost handler threw');
+        }
+      }
+      disconnectReason = undefined;
       // PUBACKs still held for this connection can no longer be sent; the broker redelivers.
       generation++;
       if (state !== 'closed') setState('disconnected');
