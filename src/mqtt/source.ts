@@ -364,6 +364,11 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       }
     });
     c.on('connect', (connack) => {
+      if (state === 'closed') {
+        // A connect that was under way when close() ran: not ours to use.
+        c.end(true);
+        return;
+      }
       accepted = true;
       acceptedAtMs = Date.now();
       fault.ok();
@@ -464,6 +469,8 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       manualPause = true;
       const c = client;
       if (c) {
+        // A closed source never connects again (a reconnect timer, or a connect still under way).
+        c.options.reconnectPeriod = 0;
         setState('closed');
         const unacked = tracker.unacked;
         if (c.connected) {

@@ -125,6 +125,7 @@ export class SessionGroup {
       this.generation = e.generationId;
       const mine = (e.assignments ?? []).filter((a) => a.topic === this.config.topic).flatMap((a) => a.partitions).filter((p) => p < this.config.count);
       this.events.onAssignment(e.generationId, [...new Set(mine)].sort((a, b) => a - b));
+      this.events.onConfirmed(e.generationId);
     });
     c.on('consumer:heartbeat:end', () => this.events.onConfirmed(this.generation));
     c.on('consumer:group:rebalance', () => this.log.debug('the group is rebalancing'));

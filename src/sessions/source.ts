@@ -57,13 +57,23 @@ export function sessionClientId(clientId: string, count: number, i: number): str
 interface Held {
   readonly index: number;
   readonly clientId: string;
-  readonly source: MqttSource;
+  /** The current connection's source (a new one after each confirmed reconnect). */
+  source: MqttSource;
   readonly assignedAtMs: number;
   generation: number;
   subscribedOnce: boolean;
-  /** Since when the connection is down (unexpectedly); undefined while up. */
+  /** Since when the session is not connected (unexpectedly); undefined while up. */
   downSinceMs: number | undefined;
+  /** Connection lost: heartbeats answered since (it reconnects at CONFIRMATIONS). */
+  suspended: { confirmations: number; readonly takenOver: boolean } | undefined;
 }
+
+/**
+ * Heartbeats (or a join) the group must answer after a lost connection before it is made again.
+ * The second one was sent after the first was answered, so after the loss: had the group given
+ * the session to another replica by then, it would have failed (rebalance, unknown member).
+ */
+const CONFIRMATIONS = 2;
 
 const PROBE_MIN_INTERVAL_MS = 5000;
 /** Longest wait, when the group moves a session away from a live replica, for its in-flight messages to become durable. */
@@ -76,12 +86,15 @@ const RELEASE_SETTLE_MS = 5000;
  * here (one increasing sequence for the bridge) and mapped back when the bridge settles a
  * message, so each session's PUBACKs still go out in its own receive order.
  *
- * The fence is the broker's session takeover. A connection that ends with DISCONNECT 0x8E
- * (MQTT 5) means another replica holds the session now: it is dropped and not connected again
- * until the group assigns it in a later generation. MQTT 3.1.1 has no reason code, so there
- * every lost connection counts as possibly taken over: the session connects again only after
- * two heartbeats answered since the loss still show it ours (a replica cut off from Kafka cannot
- * get them, and so cannot take the session back from its new owner).
+ * The fence is the broker's session takeover: a CONNECT with the session's client id ends the
+ * older connection (MQTT 5: DISCONNECT 0x8E). A replica never reconnects a lost connection on its
+ * own (MQTT.js's reconnect is off): it waits until the group has answered two heartbeats since the
+ * loss with the session still assigned here. Had the group given the session to another replica,
+ * those heartbeats would have failed (a rebalance, or this member expired), so the replica that
+ * lost the session stays off it: no ping-pong. A replica cut off from Kafka cannot get them, and so
+ * cannot take a session back from its new owner. This one rule serves MQTT 3.1.1 (no reason codes:
+ * a takeover looks like any closed connection) and MQTT 5 (a DISCONNECT 0x8E queued behind
+ * PUBLISH packets held by flow control may never be read before the socket closes).
  *
  * Health: a session that cannot be kept connected for BRIDGE_SESSION_RELEASE_MS marks this
  * replica unhealthy and it rejoins the group, whose leader then moves its sessions to a healthy
@@ -91,14 +104,9 @@ const RELEASE_SETTLE_MS = 5000;
  */
 export function createGroupSource(mqttConfig: Config['mqtt'], sessions: SessionsConfig, opts: GroupSourceOptions): GroupSource {
   const log = opts.logger.child({ component: 'sessions', group: sessions.group, instance: sessions.instanceId });
-  const v4 = mqttConfig.protocolVersion === 4;
   const held = new Map<number, Held>();
   /** Every source not yet closed (held ones and those being released), for the in-flight sums. */
   const live = new Set<MqttSource>();
-  /** Session → the generation in which it was taken over from us; connected again only in a later one. */
-  const fencedAt = new Map<number, number>();
-  /** MQTT 3.1.1: session → heartbeats answered since its connection was lost (reconnects at 2). */
-  const suspended = new Map<number, { readonly generation: number; confirmations: number }>();
   const route = new Map<number, { readonly source: MqttSource; readonly seq: number }>();
   let seq = 0;
   let stopped = false;
@@ -112,7 +120,7 @@ export function createGroupSource(mqttConfig: Config['mqtt'], sessions: Sessions
   const self = (): MemberInfo => ({ instance: sessions.instanceId, owned: [...held.keys()].sort((a, b) => a - b), healthy, sessions: sessions.count });
   const group = new SessionGroup(sessions, opts.kafka, opts.kafkaSecurity, opts.logger, self, {
     onAssignment: (generation, list) => onAssignment(generation, list),
-    onConfirmed: (generation) => onConfirmed(generation),
+    onConfirmed: () => onConfirmed(),
   });
 
   const aggregate = (): MqttState => {
@@ -131,12 +139,11 @@ export function createGroupSource(mqttConfig: Config['mqtt'], sessions: Sessions
     opts.telemetry.sessionGroupMember(group.joined);
   };
 
-  const acquire = (index: number, generation: number): void => {
-    const clientId = sessionClientId(mqttConfig.clientId, sessions.count, index);
+  /** A new MQTT source for a held session: a first connect, or a reconnect the group confirmed. */
+  const connect = (h: Held): void => {
+    const { index, clientId } = h;
     const slog = opts.logger.child({ session: index, clientId });
-    const assignedAtMs = Date.now();
-    let h: Held | undefined;
-    const source = createMqttSource(
+    const source: MqttSource = createMqttSource(
       { ...mqttConfig, clientId },
       {
         logger: slog,
@@ -146,8 +153,9 @@ export function createGroupSource(mqttConfig: Config['mqtt'], sessions: Sessions
           route.set(g, { source, seq: msg.seq });
           opts.onMessage({ ...msg, seq: g });
         },
-        onState: (s) => {
-          if (h && s === 'subscribed') {
+        onState: (st) => {
+          if (h.source !== source) return;
+          if (st === 'subscribed') {
             h.downSinceMs = undefined;
             if (!h.subscribedOnce) {
               h.subscribedOnce = true;
@@ -155,24 +163,31 @@ export function createGroupSource(mqttConfig: Config['mqtt'], sessions: Sessions
               opts.telemetry.sessionAcquired(ms);
               log.info({ session: index, clientId, generation: h.generation, takeoverMs: ms }, 'holding MQTT session: connected and subscribed');
             }
-          } else if (h && (s === 'disconnected' || s === 'connecting') && h.downSinceMs === undefined) {
+          } else if ((st === 'disconnected' || st === 'connecting') && h.downSinceMs === undefined) {
             h.downSinceMs = Date.now();
           }
           report();
         },
-        onConnectionLost: (e) => onConnectionLost(index, source, e),
-        // MQTT 3.1.1: no reconnect without the group's word (see above).
-        reconnect: !v4,
+        onConnectionLost: (e) => onConnectionLost(h, source, e),
+        // Never MQTT.js's own reconnect: the group confirms first (see CONFIRMATIONS).
+        reconnect: false,
         ...(opts.state ? { state: opts.state } : {}),
         ...(opts.clientOptions ? { clientOptions: opts.clientOptions } : {}),
       },
     );
-    h = { index, clientId, source, assignedAtMs, generation, subscribedOnce: false, downSinceMs: assignedAtMs };
-    held.set(index, h);
+    h.source = source;
     live.add(source);
     if (manualPause) source.pause();
-    log.info({ session: index, clientId, generation }, 'the group assigned this MQTT session here: connecting (clean: false, the broker resumes it)');
     source.start().catch((err: unknown) => log.error({ err: describeError(err), session: index }, 'MQTT session start failed'));
+  };
+
+  const acquire = (index: number, generation: number): void => {
+    const clientId = sessionClientId(mqttConfig.clientId, sessions.count, index);
+    const now = Date.now();
+    const h: Held = { index, clientId, source: undefined as unknown as MqttSource, assignedAtMs: now, generation, subscribedOnce: false, downSinceMs: now, suspended: undefined };
+    held.set(index, h);
+    log.info({ session: index, clientId, generation }, 'the group assigned this MQTT session here: connecting (clean: false, the broker resumes it)');
+    connect(h);
     report();
   };
 
@@ -181,7 +196,6 @@ export function createGroupSource(mqttConfig: Config['mqtt'], sessions: Sessions
     const h = held.get(index);
     if (!h) return;
     held.delete(index);
-    suspended.delete(index);
     opts.telemetry.sessionLost(reason);
     report();
     const src = h.source;
@@ -214,12 +228,6 @@ export function createGroupSource(mqttConfig: Config['mqtt'], sessions: Sessions
         h.generation = generation;
         continue;
       }
-      const fenced = fencedAt.get(i);
-      if (fenced !== undefined && fenced >= generation) {
-        log.info({ session: i, generation, takenOverInGeneration: fenced }, 'assigned a session that was taken over from this replica in this generation: not connecting it until the group assigns it again');
-        continue;
-      }
-      fencedAt.delete(i);
       acquire(i, generation);
     }
     const now = [...held.keys()].sort((a, b) => a - b);
@@ -227,40 +235,37 @@ export function createGroupSource(mqttConfig: Config['mqtt'], sessions: Sessions
     report();
   };
 
-  const onConfirmed = (generation: number): void => {
-    for (const [i, s] of suspended) {
-      if (stopped) return;
-      if (generation !== s.generation || !currentAssignment.includes(i)) continue;
-      if (++s.confirmations < 2) continue;
-      suspended.delete(i);
-      const h = held.get(i);
-      if (!h) continue;
-      // The group still says the session is ours, twice since the connection was lost: connect again.
-      log.info({ session: i, generation }, 'MQTT 3.1.1 session lost its connection; the group still assigns it here: reconnecting');
-      held.delete(i);
-      live.delete(h.source);
-      void h.source.close(Date.now() + 500);
-      acquire(i, generation);
+  const onConfirmed = (): void => {
+    if (stopped) return;
+    for (const h of held.values()) {
+      const sus = h.suspended;
+      if (!sus || !currentAssignment.includes(h.index)) continue;
+      if (++sus.confirmations < CONFIRMATIONS) continue;
+      h.suspended = undefined;
+      // The group still says the session is ours, since the connection was lost: connect again.
+      if (sus.takenOver) {
+        log.warn({ session: h.index, clientId: h.clientId, generation: group.generation }, 'the session was taken over, but the group still assigns it here: the other connection is not a member of this group (another process with this client id, or a stale connect). Taking it back');
+      } else {
+        log.info({ session: h.index, generation: group.generation }, 'the group confirmed the session is still assigned here: reconnecting it');
+      }
+      connect(h);
     }
   };
 
-  const onConnectionLost = (index: number, source: MqttSource, e: { takenOver: boolean; reasonCode: number | undefined; upMs: number }): void => {
-    const h = held.get(index);
-    if (!h || h.source !== source) return;
-    if (e.takenOver) {
-      fencedAt.set(index, group.generation);
-      log.warn({ session: index, clientId: h.clientId, generation: group.generation }, 'MQTT session taken over by another replica (DISCONNECT 0x8E): stopped using it; it connects again only when the group assigns it anew');
-      void drop(index, 'taken_over', false);
-      // Tell the group we do not hold it any more, once the rebalance that moved it (if any) is over.
-      setTimeout(() => group.rejoin('a session was taken over from this replica'), sessions.sessionTimeoutMs).unref();
-      return;
-    }
+  const onConnectionLost = (h: Held, source: MqttSource, e: { takenOver: boolean; reasonCode: number | undefined; upMs: number }): void => {
+    if (held.get(h.index) !== h || h.source !== source || h.suspended) return;
     if (h.downSinceMs === undefined) h.downSinceMs = Date.now();
-    if (v4 && !suspended.has(index)) {
-      // 3.1.1 cannot tell a takeover from a dropped connection: ask the group before reconnecting.
-      suspended.set(index, { generation: group.generation, confirmations: 0 });
-      log.info({ session: index, upMs: e.upMs }, 'MQTT 3.1.1 connection closed (a takeover looks the same as a drop): reconnecting only once the group confirms the session is still ours');
+    h.suspended = { confirmations: 0, takenOver: e.takenOver };
+    live.delete(source);
+    void source.close(Date.now() + 500);
+    if (e.takenOver) {
+      opts.telemetry.sessionLost('taken_over');
+      log.warn({ session: h.index, clientId: h.clientId, generation: group.generation }, 'MQTT session taken over by another connection (DISCONNECT 0x8E): stopped using it; it connects again only if the group confirms it is still assigned here');
+    } else if (e.upMs > 0) {
+      // MQTT 3.1.1 has no reason code, and a DISCONNECT 0x8E queued behind held messages may never be read: any lost connection may be a takeover.
+      log.info({ session: h.index, upMs: e.upMs }, 'MQTT connection lost (maybe taken over): reconnecting only once the group confirms the session is still assigned here');
     }
+    report();
   };
 
   const probe = async (): Promise<boolean> => {
