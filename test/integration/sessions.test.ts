@@ -96,6 +96,37 @@ async function owner(set: ReplicaSet, timeoutMs = 30_000, not?: number): Promise
   return found;
 }
 
+/** Session → the replicas that report it connected (from their /metrics). */
+async function holders(set: ReplicaSet): Promise<Map<number, number[]>> {
+  const out = new Map<number, number[]>();
+  for (const r of set.running()) {
+    const m = await r.bridge!.metrics().catch(() => new Map<string, number>());
+    for (const [k, v] of m) {
+      const hit = /^mqtt_kafka_session_connected\{session="(\d+)"\}$/.exec(k);
+      if (!hit || v !== 1) continue;
+      const s = Number(hit[1]);
+      out.set(s, [...(out.get(s) ?? []), r.index]);
+    }
+  }
+  return out;
+}
+
+/** Until each of `sessions` sessions is connected at exactly one replica, and every replica holds at most `maxEach`. */
+async function spread(set: ReplicaSet, sessions: number, maxEach: number, timeoutMs = 60_000): Promise<Map<number, number[]>> {
+  let h = new Map<number, number[]>();
+  await waitUntil(
+    `${sessions} sessions, each connected once, at most ${maxEach} per replica`,
+    async () => {
+      h = await holders(set);
+      const per = new Map<number, number>();
+      for (const rs of h.values()) for (const r of rs) per.set(r, (per.get(r) ?? 0) + 1);
+      return h.size === sessions && [...h.values()].every((rs) => rs.length === 1) && [...per.values()].every((n) => n <= maxEach);
+    },
+    timeoutMs,
+  );
+  return h;
+}
+
 /** Mosquitto's log lines saying a client id's older connection was taken over, since `from` (byte offset). */
 function takeoversInLog(clientId: string, from: number): number {
   const text = readFileSync(mosq.logFile, 'utf8').slice(from);
@@ -348,5 +379,103 @@ describe('MQTT sessions owned by a group of replicas (BRIDGE_GROUP)', () => {
     expect(out.lost).toBe(0);
     expect(out.outOfOrder).toBe(0);
     expect(takeoverMs(out.records, killedAt)).toBeLessThan(10_000);
+  }, 180_000);
+
+  it('3 replicas, 6 sessions in a shared group: SIGKILL of one → its sessions are resumed by the others and nothing waits for it; 0 lost', async () => {
+    const name = 'grp-six';
+    const PER = 60;
+    const set = await group(name, { replicas: 3, env: { MQTT_SESSIONS: '6' } });
+    await set.startAll();
+    const before = await spread(set, 6, 2);
+    const victim = before.get(0)![0]!;
+    let killedAt = 0;
+    await publishBadges({
+      url: mosq.url,
+      badges: BADGES,
+      perBadge: PER,
+      ratePerS: 2000,
+      topic: (id) => `${name}/badge/${id}/hb`,
+      onProgress: (n) => {
+        if (n === 8000) {
+          killedAt = Date.now();
+          void set.kill9(victim);
+        }
+      },
+    });
+    const after = await spread(set, 6, 3);
+    const resumedMs = Date.now() - killedAt;
+    // The dead replica never comes back: everything must reach Kafka through the other two.
+    await settled(set, name, BADGES * PER);
+    const out = await readBack('3 replicas x 6 sessions, one SIGKILLed and not restarted', name, BADGES * PER, PER, {
+      'takeover ms': takeoverMs(await kafka.readTopic(name, { expected: BADGES * PER }), killedAt),
+      'all 6 held again (checked after publishing) ms': resumedMs,
+      'sessions per replica before': JSON.stringify([0, 1, 2].map((r) => [...before.values()].filter((x) => x[0] === r).length)),
+      after: JSON.stringify([0, 1, 2].map((r) => [...after.values()].filter((x) => x[0] === r).length)),
+    });
+    expect(out.lost).toBe(0);
+    expect([...after.values()].flat()).not.toContain(victim);
+  }, 240_000);
+
+  it('Kafka down for everyone (15 s): the owner keeps its session and spools; no takeover after Kafka returns; 0 lost, 0 out of order', async () => {
+    const name = 'grp-kafka-down';
+    const PER = 60;
+    const set = await group(name);
+    await set.startAll();
+    const first = await owner(set);
+    const log0 = logSize();
+    let down: Promise<void> | undefined;
+    await publishBadges({
+      url: mosq.url,
+      badges: BADGES,
+      perBadge: PER,
+      ratePerS: 2000,
+      topic: (id) => `${name}/badge/${id}/hb`,
+      onProgress: (n) => {
+        if (n === 5000) down = kafka.stop().then(() => sleep(15_000)).then(() => kafka.start());
+      },
+    });
+    await down;
+    await settled(set, name, BADGES * PER, 120_000);
+    const still = await owner(set, 10_000);
+    const spooled = (await set.counters(first)).spooled;
+    const takeovers = takeoversInLog(`${name}-bridge`, log0);
+    const out = await readBack('Kafka down for everyone for 15 s', name, BADGES * PER, PER, { 'broker takeovers': takeovers, 'spooled by the owner': spooled, 'owner before/after': `#${first}/#${still}` });
+    expect(out.lost).toBe(0);
+    expect(out.outOfOrder).toBe(0);
+    expect(spooled).toBeGreaterThan(0);
+    expect(still).toBe(first);
+    expect(takeovers).toBe(0);
+  }, 240_000);
+
+  it('a single replica turned into a group keeps its broker session: what was queued for its old client id reaches Kafka', async () => {
+    const name = 'grp-migrate';
+    const PER = 20;
+    await kafka.createTopic(name, 6);
+    // Before: one bridge, no group, the client id the chart gave pod 0.
+    const old = new ReplicaSet({
+      replicas: 1,
+      clientIdPrefix: `${name}-pod-`,
+      env: { MQTT_BROKER: '127.0.0.1', MQTT_PORT: String(mosq.port), MQTT_TOPIC: `${name}/badge/#`, KAFKA_BROKERS: `127.0.0.1:${kafka.port}`, KAFKA_TOPIC: name, KAFKA_WORKERS: '2' },
+    });
+    sets.push(old);
+    await old.startAll();
+    await old.stop(0);
+    // Queued in the old session while nothing runs.
+    await publishBadges({ url: mosq.url, badges: BADGES, perBadge: PER / 2, topic: (id) => `${name}/badge/${id}/hb` });
+    const set = new ReplicaSet({
+      replicas: 2,
+      clientIdPrefix: `${name}-pod-`,
+      sharedClientId: `${name}-pod-0`,
+      env: { ...old.replicas[0]!.env, MQTT_CLIENT_ID: '', BRIDGE_GROUP: name, MQTT_KEEPALIVE_S: '5' },
+    });
+    sets.push(set);
+    await set.startAll();
+    await owner(set);
+    // And the rest, with the group running. Per-badge seqs continue after the queued half.
+    await publishBadges({ url: mosq.url, badges: BADGES, perBadge: PER / 2, topic: (id) => `${name}/badge/${id}/hb` });
+    await settled(set, name, BADGES * PER);
+    const records = await kafka.readTopic(name, { expected: BADGES * PER, timeoutMs: 60_000 });
+    console.log(`[sessions] migration to a group: ${BADGES * PER} published (half queued for the old client id), ${records.length} records in Kafka`);
+    expect(records.length).toBeGreaterThanOrEqual(BADGES * PER);
   }, 180_000);
 });
