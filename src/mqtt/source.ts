@@ -48,7 +48,7 @@ export interface MqttSourceOptions extends MqttSourceDeps {
   /**
    * Called when a connection that was not being closed by close() ends (or a connect attempt
    * fails). `takenOver`: the broker said another connection took the session over (MQTT 5
-   * DISCONNECT 0x8E); the source then stops reconnecting for good. `upMs`: how long the
+   * DISCONNECT 0x8E). `upMs`: how long the
    * connection had been accepted (0 = never).
    */
   readonly onConnectionLost?: (e: { readonly takenOver: boolean; readonly reasonCode: number | undefined; readonly upMs: number }) => void;
@@ -356,9 +356,9 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       const rc = (packet as { reasonCode?: number }).reasonCode;
       disconnectReason = rc;
       if (rc === SESSION_TAKEN_OVER) {
+        // Reported to onConnectionLost; without a session group (reconnect on) MQTT.js reconnects as before.
         takenOver = true;
-        c.options.reconnectPeriod = 0;
-        log.warn({ clientId: config.clientId, reasonCode: rc }, 'MQTT session taken over by another connection with this client id (DISCONNECT 0x8E); not reconnecting it');
+        log.warn({ clientId: config.clientId, reasonCode: rc }, 'MQTT session taken over by another connection with this client id (DISCONNECT 0x8E)');
       } else {
         log.warn({ clientId: config.clientId, reasonCode: rc }, 'the MQTT broker sent DISCONNECT');
       }
