@@ -154,8 +154,8 @@ export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetr
   }
 
   // --- bridge ---
-  messageReceived(route: string): void {
-    this.received.inc({ route });
+  messageReceived(route: string, count = 1): void {
+    this.received.inc({ route }, count);
   }
   messageSkipped(route: string, reason: SkipReason): void {
     this.skipped.inc({ route, reason });
