@@ -9,7 +9,7 @@ const root = path.resolve(import.meta.dirname, '../..');
 describe('patches/ (patch-package, applied on npm ci)', () => {
   const patches = readdirSync(path.join(root, 'patches')).filter((f) => f.endsWith('.patch'));
 
-  it.each(patches)('%s matches the installed version, which package.json pins', (file) => {
+  it.each(patches)('%s matches the installed version (pinned by package-lock.json)', (file) => {
     const m = /^(.+)\+(\d+\.\d+\.\d+)\.patch$/.exec(file)!;
     const name = m[1]!.replace('+', '/');
     const installed = JSON.parse(readFileSync(path.join(root, 'node_modules', name, 'package.json'), 'utf8')) as { version: string };
