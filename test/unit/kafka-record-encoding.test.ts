@@ -1,11 +1,11 @@
-import { createRecord, createRecordsBatch, encodeRecordsFast, readRecordsBatch, Reader, type MessageRecord } from '@platformatic/kafka';
+import { createRecord, createRecordsBatch, encodeRecordsFast, murmur2, readRecordsBatch, Reader, type MessageRecord } from '@platformatic/kafka';
 import { describe, expect, it } from 'vitest';
 
 /**
  * patches/@platformatic+kafka+*.patch (applied by patch-package on `npm ci`, README "Memory and
- * CPU") encodes a batch's records into one Buffer. These tests pin that it writes exactly the
- * bytes of the library's own createRecord(), falls back to it off the common path, and that the
- * batch still reads back.
+ * CPU") encodes a batch's records into one Buffer and hashes keys with 32-bit arithmetic. These
+ * tests pin that it writes exactly the bytes of the library's own createRecord(), falls back to it
+ * off the common path, that the batch still reads back, and that keys hash as the Java client's.
  */
 
 /** Deterministic pseudo-random numbers (mulberry32). */
@@ -93,5 +93,55 @@ describe('Kafka record encoding (patched @platformatic/kafka)', () => {
       expect(rec.headers.length).toBe(m.headers?.size ?? 0);
       expect(BigInt(batch.firstTimestamp) + rec.timestampDelta).toBe(m.timestamp);
     });
+  });
+});
+
+/** The library's murmur2 before the patch (BigInt arithmetic), as the reference. */
+function murmur2BigInt(data: Buffer): number {
+  const m = 0x5bd1e995n;
+  const shr = (num: bigint, bits: number) => BigInt(Number(BigInt.asIntN(32, num)) >>> bits);
+  let h = 0x9747b28cn ^ BigInt(data.length);
+  let i = 0;
+  while (i < data.length - 3) {
+    let k = BigInt(data.readInt32LE(i));
+    i += 4;
+    k *= m;
+    k ^= shr(k, 24);
+    k *= m;
+    h *= m;
+    h ^= k;
+  }
+  if (data.length % 4 > 0) {
+    const tail = Buffer.alloc(4);
+    data.copy(tail, 0, data.length - (data.length % 4));
+    h ^= BigInt(tail.readInt32LE(0));
+    h *= m;
+  }
+  h ^= shr(h, 13);
+  h *= m;
+  h ^= shr(h, 15);
+  return Number(BigInt.asIntN(32, h));
+}
+
+describe('murmur2 (patched @platformatic/kafka: 32-bit arithmetic)', () => {
+  it("gives the Java client's hashes (Kafka's own test vectors)", () => {
+    const vectors: [string, number][] = [
+      ['21', -973932308],
+      ['foobar', -790332482],
+      ['a-little-bit-long-string', -985981536],
+      ['a-little-bit-longer-string', -1486304829],
+      ['lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8', -58897971],
+      ['abc', 479470107],
+    ];
+    for (const [s, h] of vectors) expect(murmur2(Buffer.from(s)), s).toBe(h);
+  });
+
+  it('matches the BigInt version on 20,000 random keys of every length up to 64 bytes', () => {
+    const r = rng(3);
+    for (let i = 0; i < 20_000; i++) {
+      const key = bytes(r, 65);
+      expect(murmur2(key)).toBe(murmur2BigInt(key));
+    }
+    expect(murmur2(Buffer.alloc(0))).toBe(murmur2BigInt(Buffer.alloc(0)));
   });
 });
