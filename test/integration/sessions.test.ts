@@ -96,6 +96,20 @@ async function owner(set: ReplicaSet, timeoutMs = 30_000, not?: number): Promise
   return found;
 }
 
+/** 500 badges x `per` messages at `rate` msg/s under this test's topic prefix; `fault` runs once, after `at` publishes. */
+async function publish(name: string, per: number, rate: number, at: number, fault: () => void): Promise<void> {
+  await publishBadges({
+    url: mosq.url,
+    badges: BADGES,
+    perBadge: per,
+    ratePerS: rate,
+    topic: (id) => `${name}/badge/${id}/hb`,
+    onProgress: (n) => {
+      if (n === at) fault();
+    },
+  });
+}
+
 /** Session → the replicas that report it connected (from their /metrics). */
 async function holders(set: ReplicaSet): Promise<Map<number, number[]>> {
   const out = new Map<number, number[]>();
@@ -195,18 +209,9 @@ describe('MQTT sessions owned by a group of replicas (BRIDGE_GROUP)', () => {
     const log0 = logSize();
     let killedAt = 0;
     const t0 = Date.now();
-    await publishBadges({
-      url: mosq.url,
-      badges: BADGES,
-      perBadge: PER,
-      ratePerS: 2000,
-      topic: (id) => `${name}/badge/${id}/hb`,
-      onProgress: (n) => {
-        if (n === 12_000) {
-          killedAt = Date.now();
-          void set.kill9(first);
-        }
-      },
+    await publish(name, PER, 2000, 12_000, () => {
+      killedAt = Date.now();
+      void set.kill9(first);
     });
     const next = await owner(set, 30_000, first);
     await settled(set, name, BADGES * PER);
@@ -279,18 +284,9 @@ describe('MQTT sessions owned by a group of replicas (BRIDGE_GROUP)', () => {
     await set.start(1);
     const log0 = logSize();
     let cutAt = 0;
-    await publishBadges({
-      url: mosq.url,
-      badges: BADGES,
-      perBadge: PER,
-      ratePerS: 2000,
-      topic: (id) => `${name}/badge/${id}/hb`,
-      onProgress: (n) => {
-        if (n === 6000) {
-          cutAt = Date.now();
-          proxy.blackhole();
-        }
-      },
+    await publish(name, PER, 2000, 6000, () => {
+      cutAt = Date.now();
+      proxy.blackhole();
     });
     const next = await owner(set, 60_000, 0);
     // Heal, and see that the session stays where it is now.
@@ -321,18 +317,9 @@ describe('MQTT sessions owned by a group of replicas (BRIDGE_GROUP)', () => {
     await set.start(1);
     const log0 = logSize();
     let cutAt = 0;
-    await publishBadges({
-      url: mosq.url,
-      badges: BADGES,
-      perBadge: PER,
-      ratePerS: 2000,
-      topic: (id) => `${name}/badge/${id}/hb`,
-      onProgress: (n) => {
-        if (n === 6000) {
-          cutAt = Date.now();
-          path.blackhole();
-        }
-      },
+    await publish(name, PER, 2000, 6000, () => {
+      cutAt = Date.now();
+      path.blackhole();
     });
     await owner(set, 60_000, 0);
     const spooled0 = (await set.counters(0)).spooled;
@@ -357,18 +344,9 @@ describe('MQTT sessions owned by a group of replicas (BRIDGE_GROUP)', () => {
     const first = await owner(set);
     const log0 = logSize();
     let killedAt = 0;
-    await publishBadges({
-      url: mosq.url,
-      badges: BADGES,
-      perBadge: PER,
-      ratePerS: 2000,
-      topic: (id) => `${name}/badge/${id}/hb`,
-      onProgress: (n) => {
-        if (n === 6000) {
-          killedAt = Date.now();
-          void set.kill9(first);
-        }
-      },
+    await publish(name, PER, 2000, 6000, () => {
+      killedAt = Date.now();
+      void set.kill9(first);
     });
     await owner(set, 30_000, first);
     await settled(set, name, BADGES * PER);
@@ -389,18 +367,9 @@ describe('MQTT sessions owned by a group of replicas (BRIDGE_GROUP)', () => {
     const before = await spread(set, 6, 2);
     const victim = before.get(0)![0]!;
     let killedAt = 0;
-    await publishBadges({
-      url: mosq.url,
-      badges: BADGES,
-      perBadge: PER,
-      ratePerS: 2000,
-      topic: (id) => `${name}/badge/${id}/hb`,
-      onProgress: (n) => {
-        if (n === 8000) {
-          killedAt = Date.now();
-          void set.kill9(victim);
-        }
-      },
+    await publish(name, PER, 2000, 8000, () => {
+      killedAt = Date.now();
+      void set.kill9(victim);
     });
     const after = await spread(set, 6, 3);
     const resumedMs = Date.now() - killedAt;
@@ -424,15 +393,8 @@ describe('MQTT sessions owned by a group of replicas (BRIDGE_GROUP)', () => {
     const first = await owner(set);
     const log0 = logSize();
     let down: Promise<void> | undefined;
-    await publishBadges({
-      url: mosq.url,
-      badges: BADGES,
-      perBadge: PER,
-      ratePerS: 2000,
-      topic: (id) => `${name}/badge/${id}/hb`,
-      onProgress: (n) => {
-        if (n === 5000) down = kafka.stop().then(() => sleep(15_000)).then(() => kafka.start());
-      },
+    await publish(name, PER, 2000, 5000, () => {
+      down = kafka.stop().then(() => sleep(15_000)).then(() => kafka.start());
     });
     await down;
     await settled(set, name, BADGES * PER, 120_000);
