@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import { BridgeError, describeError, errorChain } from '../errors.js';
 import { withTimeout } from '../timeout.js';
+import { missingTopic } from './errors.js';
 import { explainKafkaSecurityError, kafkaClosedHint, type KafkaSecurityOptions } from './security.js';
 import type { KafkaClientFactory, KafkaProducerClient, OutRecord } from './types.js';
 
@@ -21,14 +22,24 @@ import type { KafkaClientFactory, KafkaProducerClient, OutRecord } from './types
  *    per worker and broker at a time, and a key's records go out in order;
  *  - the Java client's partitioner (murmur2 & 0x7fffffff), so a key lands on the same partition
  *    as with kafkajs, Kafka Connect or any Java producer: upgrading the bridge keeps per-key order;
- *  - a failed or timed-out send() throws and keeps nothing: the caller (writer, replayer) owns the
- *    records and spools them. The producer is then closed — which also cancels any retry still
- *    running inside it, so a late retry cannot write old records behind newer ones — and a fresh
- *    one (new producer id, new sequences) serves the next send. That is also the recovery for
- *    fatal idempotence errors (OUT_OF_ORDER_SEQUENCE_NUMBER, UNKNOWN_PRODUCER_ID);
- *  - the whole send is bounded by KAFKA_WRITE_TIMEOUT_MS; each request inside it by half of it,
- *    so a broker that hangs instead of refusing is retried once on fresh metadata before the
- *    batch is handed back;
+ *  - a send whose outcome is unknown (request timeout, connection lost, leader moved, too few
+ *    in-sync replicas) is retried by the library inside the same send(), with the same producer
+ *    id, epoch and per-partition sequences (the library takes a snapshot of the sequences per
+ *    send and re-uses it on every retry), so Kafka writes the batch once even when an earlier
+ *    attempt had been written and only its answer was lost (KIP-98; the new leader has the
+ *    producer state too). It retries every RETRY_DELAY_MS, without a count limit, until the
+ *    send succeeds, fails for good (an error the library does not retry: too large, topic
+ *    missing, authorization, OUT_OF_ORDER_SEQUENCE_NUMBER …) or KAFKA_DELIVERY_TIMEOUT_MS passes;
+ *  - once a send() fails the library has already dropped its producer id and sequences (the next
+ *    send starts a new producer); on our delivery timeout the producer is also closed, which
+ *    cancels the retry still running inside it, so a late retry cannot write old records behind
+ *    newer ones. Then the caller (writer, replayer) owns the records: the writer spools them,
+ *    the replayer keeps them. A batch re-sent after that may be a duplicate: that is the only
+ *    way a Kafka fault still duplicates, and only past KAFKA_DELIVERY_TIMEOUT_MS;
+ *  - the writer does not wait that long to make records durable: after KAFKA_WRITE_TIMEOUT_MS it
+ *    spools the batch marked in doubt while this send goes on (writer-pool.ts);
+ *  - each request is bounded by half of KAFKA_WRITE_TIMEOUT_MS (at least 500 ms), so a broker
+ *    that hangs instead of refusing is retried on fresh metadata;
  *  - topic auto-creation off unless KAFKA_AUTO_CREATE_TOPICS.
  */
 export interface KafkaClientOptions {
@@ -37,8 +48,11 @@ export interface KafkaClientOptions {
   readonly security?: KafkaSecurityOptions;
 }
 
-/** Retries inside one send (on fresh metadata: a partition whose leader moved is re-sent to the new leader). */
-const RETRIES = 3;
+/**
+ * Retries inside one send (on fresh metadata: a partition whose leader moved is re-sent to the
+ * new leader), with the same sequences: no count limit, KAFKA_DELIVERY_TIMEOUT_MS bounds them.
+ */
+const RETRIES = Number.MAX_SAFE_INTEGER;
 const RETRY_DELAY_MS = 250;
 
 export function createKafkaFactory(config: Config['kafka'], opts: KafkaClientOptions): KafkaClientFactory {
@@ -104,12 +118,12 @@ class PlatformaticProducerClient implements KafkaProducerClient {
     for (let i = 0; i < records.length; i++) messages[i] = toMessage(records[i]!);
     const p = this.ready();
     try {
-      await withTimeout(p.send({ messages }), this.config.writeTimeoutMs, 'produce');
-      this.reporter.ok();
+      await withTimeout(p.send({ messages }), this.config.deliveryTimeoutMs, 'produce');
+      this.reporter.ok(records);
     } catch (err) {
       this.reporter.failed(err, 'send');
-      // Whatever happened, this producer's sequence state is suspect, and it may still be retrying
-      // the batch we are handing back: close it (that cancels its retries) and start afresh.
+      // The library dropped its producer id and sequences with the failure; on our timeout it is
+      // still retrying the batch we are handing back: close it (that cancels the retry) and start afresh.
       await this.recreate();
       throw err;
     }
@@ -204,8 +218,18 @@ const buffers = new BufferCache(10_000);
  * while connecting gets a hint (plain text to a TLS listener, no SASL on a SASL listener).
  */
 class ProblemReporter {
-  problem: string | undefined;
+  /** A setting Kafka rejects (SASL, TLS). */
+  private security: string | undefined;
+  /** Topics the client reported missing (auto-creation off), with what to do; until a write to them succeeds. */
+  private readonly missing = new Map<string, string>();
   private logged: string | undefined;
+
+  /** What /readyz reports: a setting Kafka rejects, or topics that do not exist. */
+  get problem(): string | undefined {
+    if (this.security) return this.security;
+    if (this.missing.size === 0) return undefined;
+    return [...this.missing.values()].join('; ');
+  }
 
   constructor(
     private readonly log: Logger,
@@ -213,9 +237,18 @@ class ProblemReporter {
   ) {}
 
   failed(err: unknown, phase: 'connect' | 'send'): void {
+    const topic = missingTopic(err);
+    if (topic !== undefined) {
+      if (!this.missing.has(topic)) {
+        const what = topicMissingProblem(topic, this.config.autoCreateTopics);
+        this.missing.set(topic, what);
+        this.log.error({ topic, kind: 'topic_missing', autoCreateTopics: this.config.autoCreateTopics }, what);
+      }
+      return;
+    }
     const problem = explainKafkaSecurityError(err, this.config);
     if (problem) {
-      this.problem = problem;
+      this.security = problem;
       this.once(problem, 'error', err);
       return;
     }
@@ -225,10 +258,15 @@ class ProblemReporter {
     }
   }
 
-  ok(): void {
-    if (this.problem) this.log.info({ resolved: this.problem }, 'Kafka accepts the connection again');
-    this.problem = undefined;
+  ok(records?: readonly OutRecord[]): void {
+    if (this.security) this.log.info({ resolved: this.security }, 'Kafka accepts the connection again');
+    this.security = undefined;
     this.logged = undefined;
+    if (records && this.missing.size > 0) {
+      for (const r of records) {
+        if (this.missing.delete(r.topic)) this.log.info({ topic: r.topic }, 'Kafka topic exists now; its spooled records are replayed');
+      }
+    }
   }
 
   private once(message: string, level: 'error' | 'warn', err: unknown): void {
@@ -236,6 +274,13 @@ class ProblemReporter {
     this.logged = message;
     this.log[level]({ err: describeError(err), brokers: this.config.brokers }, message);
   }
+}
+
+/** What to do about a missing topic: said in the log line and in /readyz. */
+export function topicMissingProblem(topic: string, autoCreate: boolean): string {
+  return autoCreate
+    ? `Kafka topic ${topic} does not exist and the broker did not create it (auto.create.topics.enable is off on the broker): create the topic; its records are spooled meanwhile and replayed once it exists`
+    : `Kafka topic ${topic} does not exist and KAFKA_AUTO_CREATE_TOPICS is off: create the topic (or set KAFKA_AUTO_CREATE_TOPICS=true); its records are spooled meanwhile and replayed once it exists`;
 }
 
 /** The broker hung up during the handshake: the usual sign of plain text on a TLS or SASL listener. */

@@ -129,7 +129,10 @@ export class Replayer {
           rows = page(this.delivered);
           continue;
         }
-        if (spool.stats().rows === 0) {
+        const now = spool.stats();
+        // Rows whose delivery is in doubt (a worker's producer is still resolving it) are not
+        // read; the run is partial until that delivery deletes them or releases them for replay.
+        if (now.rows === 0 && !(now.inDoubt ?? 0)) {
           // Give the file system its space back first: records held for lack of it may fit now.
           spool.compact();
           if (this.commitPending()) {
@@ -255,6 +258,14 @@ export class Replayer {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.running) {
+      // A send may keep retrying up to KAFKA_DELIVERY_TIMEOUT_MS: give it KAFKA_WRITE_TIMEOUT_MS,
+      // then close the client (that cancels the retry; its rows stay in the spool).
+      let timer: NodeJS.Timeout | undefined;
+      const settled = await Promise.race([this.running.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), this.config.kafka.writeTimeoutMs)))]);
+      clearTimeout(timer);
+      if (!settled) await this.deps.client.close().catch(() => undefined);
+    }
     await this.running;
     // Last chance for rows Kafka has but the spool still holds: after a restart they would be sent again.
     if (this.undeleted && this.deleteDelivered()) this.log.info('replayed records deleted at shutdown');

@@ -67,6 +67,6 @@ export interface KafkaClientFactory {
   /** A producer client for one worker (or the replayer). */
   create(name: string): KafkaProducerClient;
   close(): Promise<void>;
-  /** A setting Kafka rejects (SASL credentials, TLS trust), until a connection succeeds again; /readyz reports it. */
+  /** A setting Kafka rejects (SASL credentials, TLS trust) until a connection succeeds again, or topics that do not exist until a write to them succeeds; /readyz reports it. */
   securityProblem?(): string | undefined;
 }

@@ -75,6 +75,14 @@ const SCHEMA_VERSION = '1';
 const GROUP_MAX = 1000;
 const RETRY_MS = 1000;
 
+/** A batch whose delivery is in doubt: its entries not committed yet, and the row ids of those committed. */
+interface InDoubt {
+  readonly pending: Set<Pending>;
+  first: number;
+  last: number;
+  rows: number;
+}
+
 interface Row {
   row_id: number;
   msg_id: string;
@@ -178,7 +186,8 @@ class SqliteSpool implements Spool {
   private readonly log: Logger;
   private readonly insert: Database.Statement;
   private readonly stmts: Record<'read' | 'deleteRange' | 'deleteReturning' | 'oldest', Database.Statement>;
-  private readonly insertMany: (entries: readonly Pending[]) => void;
+  /** Inserts in one transaction; returns the row ids given to in-doubt entries (empty when none). */
+  private readonly insertMany: (entries: readonly Pending[]) => [Pending, number][];
   private readonly headroom: Headroom;
   /** Commits failing (disk, I/O). */
   private readonly commitFault: FaultReporter;
@@ -187,6 +196,11 @@ class SqliteSpool implements Spool {
   /** Records held back by SPOOL_MAX_BYTES under the block policy. */
   private readonly fullFault: FaultReporter;
   private pending: Pending[] = [];
+  /** Batches whose delivery is in doubt (appendInDoubt), by token: read() stops before their rows. */
+  private readonly doubt = new Map<number, InDoubt>();
+  /** In-doubt entries not committed yet, and their token. */
+  private readonly doubtOf = new Map<Pending, number>();
+  private lastToken = 0;
   private timer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private rows = 0;
@@ -264,10 +278,14 @@ class SqliteSpool implements Spool {
       oldest: this.db.prepare('SELECT received_at FROM records ORDER BY row_id LIMIT 1').pluck(),
     };
     this.insertMany = this.db.transaction((entries: readonly Pending[]) => {
+      const track = this.doubtOf.size > 0;
+      const doubtful: [Pending, number][] = [];
       for (const e of entries) {
         const r = e.record;
-        this.insert.run(e.id, e.keyHash, r.topic, r.key, r.value, JSON.stringify(r.headers), e.receivedAtMs, e.bytes);
+        const info = this.insert.run(e.id, e.keyHash, r.topic, r.key, r.value, JSON.stringify(r.headers), e.receivedAtMs, e.bytes);
+        if (track && this.doubtOf.has(e)) doubtful.push([e, Number(info.lastInsertRowid)]);
       }
+      return doubtful;
     });
     this.state = stateStore(this.db);
     if (this.rows > 0) this.log.info({ rows: this.rows, bytes: this.bytes, path: config.path }, 'spool holds records from an earlier run; they are replayed first');
@@ -318,8 +336,9 @@ class SqliteSpool implements Spool {
     if (this.pending.length === 0 || this.closed) return;
     const batch = this.admit();
     if (batch.length === 0) return;
+    let doubtful: [Pending, number][];
     try {
-      this.insertMany(batch);
+      doubtful = this.insertMany(batch);
     } catch (err) {
       // Rolled back: put the batch back in front, acknowledge nothing, retry later.
       this.pending = batch.concat(this.pending);
@@ -327,6 +346,7 @@ class SqliteSpool implements Spool {
       return;
     }
     this.commitFault.ok();
+    for (const [e, rowId] of doubtful) this.committedInDoubt(e, rowId);
     this.rows += batch.length;
     for (const e of batch) this.bytes += e.bytes;
     if (this.pending.length === 0 || this.heldBy === 'write_error') this.hold(undefined);
@@ -394,7 +414,10 @@ class SqliteSpool implements Spool {
             room -= e.bytes;
           } else dropped.push(e);
         }
-        if (dropped.length > 0) this.deps.onDroppedPending(dropped, 'spool_full_newest');
+        if (dropped.length > 0) {
+          this.forgetInDoubt(dropped);
+          this.deps.onDroppedPending(dropped, 'spool_full_newest');
+        }
         return fits;
       }
       case 'block': {
@@ -510,11 +533,78 @@ class SqliteSpool implements Spool {
     if (reason === 'max_bytes') this.fullFault.fail(undefined, { fields: { ...fields, maxBytes: this.config.maxBytes } });
   }
 
+  appendInDoubt(entries: readonly Pending[]): number {
+    if (this.closed) throw new BridgeError('BRIDGE_ERR_CLOSED', 'spool closed');
+    const token = ++this.lastToken;
+    this.doubt.set(token, { pending: new Set(entries), first: Infinity, last: -Infinity, rows: 0 });
+    for (const e of entries) this.doubtOf.set(e, token);
+    this.append(entries);
+    return token;
+  }
+
+  resolveInDoubt(token: number, delivered: boolean): Pending[] {
+    const d = this.doubt.get(token);
+    if (!d) return [];
+    this.doubt.delete(token);
+    for (const e of d.pending) this.doubtOf.delete(e);
+    if (!delivered) return [];
+    // Kafka has them: what is not committed yet leaves the spool (never acknowledged from here).
+    let taken: Pending[] = [];
+    if (d.pending.size > 0) {
+      taken = this.pending.filter((e) => d.pending.has(e));
+      this.pending = this.pending.filter((e) => !d.pending.has(e));
+    }
+    // One appendInDoubt() call's entries are contiguous in `pending` (FIFO), so their rows are one range.
+    if (d.rows > 0 && !this.closed) {
+      try {
+        this.deleteRange(d.first, d.last);
+      } catch (err) {
+        this.log.error(
+          { err: describeError(err), firstRowId: d.first, lastRowId: d.last },
+          'cannot delete spooled records Kafka has acknowledged (their delivery was in doubt); they will be replayed, as duplicates with the same message ids',
+        );
+      }
+    }
+    return taken;
+  }
+
+  private committedInDoubt(e: Pending, rowId: number): void {
+    const token = this.doubtOf.get(e);
+    if (token === undefined) return;
+    this.doubtOf.delete(e);
+    const d = this.doubt.get(token);
+    if (!d) return;
+    d.pending.delete(e);
+    d.rows++;
+    if (rowId < d.first) d.first = rowId;
+    if (rowId > d.last) d.last = rowId;
+  }
+
+  /** Entries dropped before they were stored: no longer part of their in-doubt batch. */
+  private forgetInDoubt(entries: readonly Pending[]): void {
+    if (this.doubtOf.size === 0) return;
+    for (const e of entries) {
+      const token = this.doubtOf.get(e);
+      if (token === undefined) continue;
+      this.doubtOf.delete(e);
+      this.doubt.get(token)?.pending.delete(e);
+    }
+  }
+
+  /** The lowest row id of a batch in doubt: read() stops before it. */
+  private doubtFloor(): number {
+    let floor = Infinity;
+    for (const d of this.doubt.values()) if (d.first < floor) floor = d.first;
+    return floor;
+  }
+
   read(afterRowId: number, limit: number, maxBytes: number): SpoolRow[] {
     const rows = this.stmts.read.all(afterRowId, limit) as Row[];
     const out: SpoolRow[] = [];
+    const floor = this.doubt.size > 0 ? this.doubtFloor() : Infinity;
     let size = 0;
     for (const r of rows) {
+      if (r.row_id >= floor) break;
       if (out.length > 0 && size + r.bytes > maxBytes) break;
       size += r.bytes;
       out.push({
@@ -541,7 +631,8 @@ class SqliteSpool implements Spool {
   }
 
   takeHeld(): Pending[] {
-    if (this.rows > 0 || this.pending.length === 0) return [];
+    // In-doubt entries must not go to Kafka from here while their producer may still write them.
+    if (this.rows > 0 || this.pending.length === 0 || this.doubtOf.size > 0) return [];
     const held = this.pending;
     this.pending = [];
     if (this.timer) clearTimeout(this.timer);
@@ -583,9 +674,12 @@ class SqliteSpool implements Spool {
 
   stats(): SpoolStats {
     const oldest = this.rows > 0 ? (this.stmts.oldest.get() as number | undefined) : undefined;
+    let inDoubt = 0;
+    for (const d of this.doubt.values()) inDoubt += d.rows + d.pending.size;
     return {
       rows: this.rows,
       bytes: this.bytes,
+      inDoubt,
       oldestReceivedAtMs: oldest,
       pending: this.pending.length,
       blocked: this.heldBy !== undefined,

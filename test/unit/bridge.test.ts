@@ -180,6 +180,8 @@ function harness(env: Record<string, string> = {}, transform?: Transform) {
       });
       spool = {
         append: (es) => real.append(es),
+        appendInDoubt: (es) => real.appendInDoubt(es),
+        resolveInDoubt: (t, d) => real.resolveInDoubt(t, d),
         read: (a, l, m) => real.read(a, l, m),
         deleteRange: (a, b) => real.deleteRange(a, b),
         expire: (n) => real.expire(n),

@@ -351,6 +351,8 @@ describe('replayer: spool faults', () => {
   /** The real spool, with deleteRange failing (SQLITE_FULL, as on a full file system) while `failing()` says so. */
   const failingDeletes = (failing: () => boolean, calls: { n: number }) => (s: Spool): Spool => ({
     append: (es) => s.append(es),
+    appendInDoubt: (es) => s.appendInDoubt(es),
+    resolveInDoubt: (t, d) => s.resolveInDoubt(t, d),
     read: (after, limit, maxBytes) => s.read(after, limit, maxBytes),
     deleteRange: (a, b) => {
       calls.n++;
