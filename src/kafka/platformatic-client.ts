@@ -97,7 +97,11 @@ class PlatformaticProducerClient implements KafkaProducerClient {
       // The produce request's own timeout: how long the leader waits for the in-sync replicas.
       timeout: requestTimeoutMs,
       retries: RETRIES,
-      retryDelay: RETRY_DELAY_MS,
+      // A retry after "not the leader" asks for fresh metadata (the library would use its cache for up to 5 s).
+      retryDelay: (client: object, operationId: string, _attempt: number, _retries: number, error: unknown) => {
+        if (operationId === 'produce' && hasStaleMetadata(error)) (client as { clearMetadata(): void }).clearMetadata();
+        return RETRY_DELAY_MS;
+      },
       idempotent: true,
       acks: ProduceAcks.ALL,
       maxInflights: 1,
@@ -114,11 +118,9 @@ class PlatformaticProducerClient implements KafkaProducerClient {
 
   async send(records: readonly OutRecord[]): Promise<void> {
     if (this.closed) throw new BridgeError('BRIDGE_ERR_CLOSED', 'producer client closed');
-    const messages: Message[] = new Array(records.length);
-    for (let i = 0; i < records.length; i++) messages[i] = toMessage(records[i]!);
     const p = this.ready();
     try {
-      await withTimeout(p.send({ messages }), this.config.deliveryTimeoutMs, 'produce');
+      await withTimeout(this.sendByPartition(p, records), this.config.deliveryTimeoutMs, 'produce');
       this.reporter.ok(records);
     } catch (err) {
       this.reporter.failed(err, 'send');
@@ -127,6 +129,41 @@ class PlatformaticProducerClient implements KafkaProducerClient {
       await this.recreate();
       throw err;
     }
+  }
+
+  /**
+   * One library send() per partition, all at once. The library groups a send's messages by the
+   * leader they had when it started and, on every retry, sends the whole group to the current
+   * leader of the group's first partition: after a leader change that splits the group, the
+   * other partitions would get NOT_LEADER_OR_FOLLOWER on every retry until the delivery
+   * timeout. With one partition per send(), a retry always goes to that partition's leader.
+   * Each partition has one send at a time (the caller's one batch), so its sequences stay in order.
+   */
+  private async sendByPartition(p: Producer<Buffer, Buffer, Buffer, Buffer>, records: readonly OutRecord[]): Promise<void> {
+    const topics = new Set<string>();
+    for (const r of records) topics.add(r.topic);
+    // From the client's cache (refreshed every metadataMaxAge); raises "Unknown topic" like send() would.
+    const metadata = await p.metadata({ topics: [...topics], autocreateTopics: this.config.autoCreateTopics });
+    const groups = new Map<string, Message[]>();
+    for (const r of records) {
+      const m = toMessage(r);
+      const count = metadata.topics.get(r.topic)?.partitionsCount ?? 1;
+      m.partition = compatibilityPartitioner(m, m.key) % count;
+      const k = `${r.topic}\u0000${m.partition}`;
+      const g = groups.get(k);
+      if (g) g.push(m);
+      else groups.set(k, [m]);
+    }
+    if (groups.size === 1) {
+      await p.send({ messages: groups.values().next().value! });
+      return;
+    }
+    const sends = [...groups.values()].map((messages) => p.send({ messages }));
+    // Every partition's outcome before answering: none is left running when the caller decides.
+    const results = await Promise.allSettled(sends);
+    const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed.length === 1) throw failed[0]!.reason;
+    if (failed.length > 1) throw new AggregateError(failed.map((f) => f.reason as unknown), `produce failed for ${failed.length} of ${results.length} partitions`);
   }
 
   async probe(): Promise<void> {
@@ -164,6 +201,11 @@ class PlatformaticProducerClient implements KafkaProducerClient {
     await this.recreate();
     this.onClose();
   }
+}
+
+function hasStaleMetadata(err: unknown): boolean {
+  for (const e of errorChain(err)) if (e.hasStaleMetadata === true) return true;
+  return false;
 }
 
 function toMessage(r: OutRecord): Message {
