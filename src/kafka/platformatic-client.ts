@@ -4,6 +4,7 @@ import type { Config } from '../config/types.js';
 import { BridgeError, describeError, errorChain } from '../errors.js';
 import { withTimeout } from '../timeout.js';
 import { missingTopic } from './errors.js';
+import { createTailCheck } from './log-check.js';
 import { explainKafkaSecurityError, kafkaClosedHint, type KafkaSecurityOptions } from './security.js';
 import type { KafkaClientFactory, KafkaProducerClient, OutRecord } from './types.js';
 
@@ -61,6 +62,7 @@ export function createKafkaFactory(config: Config['kafka'], opts: KafkaClientOpt
   const clients = new Set<PlatformaticProducerClient>();
   return {
     securityProblem: () => reporter.problem,
+    sentCheck: () => createTailCheck(config, opts.security ?? {}),
     create(name: string) {
       const c = new PlatformaticProducerClient(config, opts.security ?? {}, log.child({ producer: name }), reporter, () => clients.delete(c));
       clients.add(c);

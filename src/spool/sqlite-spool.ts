@@ -11,7 +11,7 @@
  * `locking_mode=EXCLUSIVE` before the first access (no -shm file: the WAL index lives in the
  * process). Beside it: `-wal`, and `-reserve` (SPOOL_RESERVE_BYTES of reserved space).
  *
- *     meta(k TEXT PRIMARY KEY, v TEXT)            -- schema_version
+ *     meta(k TEXT PRIMARY KEY, v TEXT)            -- schema_version, replay_sent_through
  *     state(k TEXT PRIMARY KEY, v TEXT)           -- StateStore: subscriptions, Sparkplug BIRTHs
  *     records(row_id INTEGER PRIMARY KEY AUTOINCREMENT,
  *             msg_id TEXT, key_hash INTEGER, topic TEXT, key TEXT NULL,
@@ -201,6 +201,9 @@ class SqliteSpool implements Spool {
   /** In-doubt entries not committed yet, and their token. */
   private readonly doubtOf = new Map<Pending, number>();
   private lastToken = 0;
+  /** The replay mark (meta `replay_sent_through`): no row above it was ever handed to Kafka by replay. */
+  private sentMark = 0;
+  private readonly setMark: Database.Statement;
   private timer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private rows = 0;
@@ -288,6 +291,8 @@ class SqliteSpool implements Spool {
       return doubtful;
     });
     this.state = stateStore(this.db);
+    this.setMark = this.db.prepare("INSERT INTO meta (k, v) VALUES ('replay_sent_through', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v");
+    this.sentMark = Number(this.db.prepare("SELECT v FROM meta WHERE k = 'replay_sent_through'").pluck().get() ?? 0);
     if (this.rows > 0) this.log.info({ rows: this.rows, bytes: this.bytes, path: config.path }, 'spool holds records from an earlier run; they are replayed first');
     this.startDiskWatch();
   }
@@ -619,8 +624,47 @@ class SqliteSpool implements Spool {
     return out;
   }
 
-  deleteRange(firstRowId: number, lastRowId: number): void {
-    const sizes = this.withRoom('delete', () => this.stmts.deleteReturning.all(firstRowId, lastRowId) as number[]);
+  sentThrough(): number {
+    return this.sentMark;
+  }
+
+  markSent(rowId: number): void {
+    if (rowId <= this.sentMark) return;
+    this.setMark.run(String(rowId));
+    this.sentMark = rowId;
+  }
+
+  deleteRows(rowIds: readonly number[]): void {
+    if (rowIds.length === 0) return;
+    const del = this.db.prepare('DELETE FROM records WHERE row_id = ? RETURNING bytes').pluck();
+    const sizes: number[] = [];
+    this.withRoom('delete', () =>
+      this.db.transaction(() => {
+        sizes.length = 0;
+        for (const id of rowIds) {
+          const b = del.get(id) as number | undefined;
+          if (b !== undefined) sizes.push(b);
+        }
+      })(),
+    );
+    let bytes = 0;
+    for (const b of sizes) bytes += b;
+    this.rows -= sizes.length;
+    this.bytes -= bytes;
+  }
+
+  deleteRange(firstRowId: number, lastRowId: number, sentThrough?: number): void {
+    const mark = sentThrough !== undefined && sentThrough > this.sentMark ? sentThrough : undefined;
+    const sizes = this.withRoom('delete', () =>
+      mark === undefined
+        ? (this.stmts.deleteReturning.all(firstRowId, lastRowId) as number[])
+        : this.db.transaction(() => {
+            const out = this.stmts.deleteReturning.all(firstRowId, lastRowId) as number[];
+            this.setMark.run(String(mark));
+            return out;
+          })(),
+    );
+    if (mark !== undefined) this.sentMark = mark;
     let bytes = 0;
     for (const b of sizes) bytes += b;
     this.rows -= sizes.length;

@@ -113,7 +113,19 @@ export interface Spool {
    * system it makes room first (checkpoint, then the reserve file); throws BRIDGE_ERR_SPOOL_DELETE
    * when the rows could still not be deleted (they stay; nothing else changed).
    */
-  deleteRange(firstRowId: number, lastRowId: number): void;
+  deleteRange(firstRowId: number, lastRowId: number, sentThrough?: number): void;
+  /**
+   * The replay mark: no row above it has ever been handed to Kafka by replay (in this or an
+   * earlier process). Kept in the spool's meta table; 0 when never set.
+   */
+  sentThrough(): number;
+  /**
+   * Raises the replay mark to `rowId`, committed (synchronous=FULL) before replay sends rows up
+   * to it. deleteRange(…, sentThrough) raises it in the delete's own transaction instead.
+   */
+  markSent(rowId: number): void;
+  /** Deletes these rows (found in Kafka after a restart); like deleteRange otherwise. */
+  deleteRows(rowIds: readonly number[]): void;
   /**
    * Removes and returns the records held back (appended, not committed) — only when the spool
    * holds no rows, so they are the oldest records of their keys and the caller may write them

@@ -354,11 +354,14 @@ describe('replayer: spool faults', () => {
     appendInDoubt: (es) => s.appendInDoubt(es),
     resolveInDoubt: (t, d) => s.resolveInDoubt(t, d),
     read: (after, limit, maxBytes) => s.read(after, limit, maxBytes),
-    deleteRange: (a, b) => {
+    deleteRange: (a, b, m) => {
       calls.n++;
       if (failing()) throw Object.assign(new Error('database or disk is full'), { name: 'SqliteError', code: 'SQLITE_FULL' });
-      s.deleteRange(a, b);
+      s.deleteRange(a, b, m);
     },
+    sentThrough: () => s.sentThrough(),
+    markSent: (r) => s.markSent(r),
+    deleteRows: (ids) => s.deleteRows(ids),
     expire: (now) => s.expire(now),
     flush: () => s.flush(),
     stats: () => s.stats(),

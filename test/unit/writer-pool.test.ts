@@ -40,6 +40,11 @@ class FakeSpool implements Spool {
     return [];
   }
   deleteRange(): void {}
+  sentThrough(): number {
+    return 0;
+  }
+  markSent(): void {}
+  deleteRows(): void {}
   expire(): number {
     return 0;
   }
