@@ -35,9 +35,35 @@
  * - before commit: nothing was acknowledged; the broker redelivers (persistent session).
  * - after commit, before PUBACK: the row is replayed; the broker also redelivers → a duplicate
  *   with a different message id but the `mqtt.dup` header set.
- * - after Kafka ack, before delete: the row is replayed again → a duplicate with the same
- *   message id (consumers drop it).
+ * - after Kafka ack, before delete: the row is at or below the replay mark (below), so the
+ *   next process reads the tail of its partition back first and deletes it instead of sending
+ *   it again. Only if Kafka cannot be read back then is it replayed (a duplicate with the same
+ *   message id, logged).
  * - during delete or vacuum: SQLite's WAL makes it all-or-nothing.
+ *
+ * ## Replay without repeats (the replay mark)
+ * meta `replay_sent_through` = R means: replay never handed a row above R to Kafka, in any
+ * process. The replayer raises R past a page before sending it; in steady state the next page's
+ * mark is written in the same transaction as the previous page's delete, so it costs no fsync
+ * of its own (a commit of its own only for the first pages of a replay run). After a restart the rows at or below R — at
+ * most the page whose delete was pending, the page in flight and the one marked ahead — are
+ * the only rows Kafka may have; the replayer reads the last max(2,000, 4 × n) records of each
+ * of their partitions (at most 200,000 in all; src/kafka/log-check.ts) and deletes the rows
+ * whose `mqtt.message_id` it finds. Why this and not recording producer ids and sequences:
+ * Kafka de-duplicates only a retry from the same producer id and epoch, and a restarted
+ * process cannot resume an idempotent (non-transactional) producer's id — InitProducerId gives
+ * it a new one — so recorded sequences could not make Kafka drop the repeat; reading the
+ * message ids back can. A new column was not needed: `meta` is a key-value table, and a spool
+ * file written before the mark existed opens with R = 0 (nothing to check).
+ *
+ * ## Batches in doubt
+ * A worker's batch Kafka has not answered within KAFKA_WRITE_TIMEOUT_MS is appended with
+ * appendInDoubt(): committed and acknowledged like any record, but read() stops before its
+ * rows (and so before everything behind them) until the producer that sent it, still retrying
+ * with the same sequences, resolves it: delivered → its rows are deleted (entries not yet
+ * committed are handed back to be settled as written); failed for good → the mark is dropped
+ * and they replay in order. The marks live in memory only: after a restart their producer is
+ * gone and the rows are ordinary rows.
  *
  * ## Group commit
  * append() buffers entries; one transaction commits everything buffered after

@@ -342,3 +342,28 @@ describe('spool: batches whose delivery is in doubt', () => {
     expect(again.spool.stats().inDoubt).toBe(0);
   });
 });
+
+describe('spool: the replay mark', () => {
+  it('is 0 on a spool that never had one (an existing file needs no migration), only rises, and survives a reopen', () => {
+    const dir = tmp();
+    const h = harness(dir);
+    expect(h.spool.sentThrough()).toBe(0);
+    h.spool.append([entry(0), entry(1), entry(2), entry(3)]);
+    h.spool.flush();
+    const [r0, r1, r2] = h.spool.read(0, 10, 1e12).map((r) => r.rowId);
+    h.spool.markSent(r1!);
+    h.spool.markSent(r0!);
+    expect(h.spool.sentThrough()).toBe(r1);
+    // Raised in the delete's own transaction.
+    h.spool.deleteRange(r0!, r0!, r2);
+    expect(h.spool.sentThrough()).toBe(r2);
+    h.spool.deleteRows([r2!, 9999]);
+    expect(values(h.spool)).toEqual(['v1', 'v3']);
+    expect(h.spool.stats().rows).toBe(2);
+    h.spool.close();
+    open.splice(0);
+    const again = harness(dir);
+    expect(again.spool.sentThrough()).toBe(r2);
+    expect(values(again.spool)).toEqual(['v1', 'v3']);
+  });
+});
