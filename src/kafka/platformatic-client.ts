@@ -55,6 +55,8 @@ export interface KafkaClientOptions {
  */
 const RETRIES = Number.MAX_SAFE_INTEGER;
 const RETRY_DELAY_MS = 250;
+/** Retries of the metadata lookup before a batch is sent (a missing topic fails after them). */
+const METADATA_RETRIES = 3;
 
 export function createKafkaFactory(config: Config['kafka'], opts: KafkaClientOptions): KafkaClientFactory {
   const log = opts.logger.child({ component: 'kafka' });
@@ -144,8 +146,10 @@ class PlatformaticProducerClient implements KafkaProducerClient {
   private async sendByPartition(p: Producer<Buffer, Buffer, Buffer, Buffer>, records: readonly OutRecord[]): Promise<void> {
     const topics = new Set<string>();
     for (const r of records) topics.add(r.topic);
-    // From the client's cache (refreshed every metadataMaxAge); raises "Unknown topic" like send() would.
-    const metadata = await p.metadata({ topics: [...topics], autocreateTopics: this.config.autoCreateTopics });
+    // From the client's cache (refreshed every metadataMaxAge). A few retries only: a topic that
+    // does not exist is answered as retriable, and without a bound this would wait out the
+    // delivery timeout instead of reporting "Unknown topic" (nothing has been sent yet).
+    const metadata = await p.metadata({ topics: [...topics], autocreateTopics: this.config.autoCreateTopics, retries: METADATA_RETRIES });
     const groups = new Map<string, Message[]>();
     for (const r of records) {
       const m = toMessage(r);

@@ -3,10 +3,12 @@ import {
   checkBadges,
   makeTempDir,
   publishBadges,
+  runJavaProducer,
   startBridgeProcess,
   startKafkaCluster,
   startMosquitto,
   type BridgeProcess,
+  type JavaProducerResult,
   type KafkaCluster,
   type KafkaNode,
   type Mosquitto,
@@ -24,6 +26,10 @@ import {
  * KAFKA_DELIVERY_TIMEOUT_MS (120 s), so every batch whose answer was lost is resolved by the
  * producer that sent it (same producer id and sequences), which Kafka writes once.
  *
+ * The anchor: beside the bridge, through the same fault at the same time, the Java producer
+ * (kafka-clients, enable.idempotence=true, acks=all, its defaults otherwise) writes the same
+ * badge records to a topic of its own, read back by the same reader; both figures are printed.
+ *
  * The cluster starts once for the file (three JVMs on two cores take ~30 s).
  */
 const BADGES = 500;
@@ -36,8 +42,10 @@ const bridges: BridgeProcess[] = [];
 beforeAll(async () => {
   [mosq, cluster] = await Promise.all([startMosquitto(), startKafkaCluster({ nodes: 3, clientPaths: ['bridge'] })]);
   for (const t of ['cluster-kill', 'cluster-minisr', 'cluster-rolling', 'cluster-blackhole']) {
-    await cluster.createTopic(t, PARTITIONS, { replicationFactor: 3, configs: { 'min.insync.replicas': '2' } });
-    await cluster.waitInSync(t, 3);
+    for (const topic of [t, `${t}-java`]) {
+      await cluster.createTopic(topic, PARTITIONS, { replicationFactor: 3, configs: { 'min.insync.replicas': '2' } });
+      await cluster.waitInSync(topic, 3);
+    }
   }
 }, 180_000);
 
@@ -67,6 +75,25 @@ async function bridge(name: string, brokers = cluster.bootstrap): Promise<Bridge
   });
   bridges.push(b);
   return b;
+}
+
+/** The Java producer through the same fault: same records, same rate, its own topic. */
+function javaAnchor(name: string, perBadge: number, ratePerS: number, bootstrap = cluster.bootstrap): Promise<JavaProducerResult> {
+  const dir = makeTempDir(`cluster-${name}-java-`);
+  const run = runJavaProducer({ bootstrap, topic: `cluster-${name}-java`, badges: BADGES, perBadge, ratePerS, logFile: `${dir}/java.log` });
+  run.catch(() => undefined);
+  return run;
+}
+
+/** Reads the Java producer's topic back with the same reader and prints its figures beside ours. */
+async function reportJava(name: string, run: Promise<JavaProducerResult>, perBadge: number): Promise<void> {
+  const r = await run;
+  const records = await cluster.readTopic(`cluster-${name}-java`, { expected: r.acked, timeoutMs: 60_000 });
+  const check = checkBadges(records, BADGES, perBadge);
+  console.log(
+    `[cluster ${name}] java producer (idempotent, acks=all): sent ${r.sent}, acked ${r.acked}, failed ${r.failed}, read ${records.length}, ` +
+      `missing ${check.missing.length}, duplicates ${check.duplicates}, out of order ${check.outOfOrder.length}${r.firstError ? `, first error ${r.firstError}` : ''}`,
+  );
 }
 
 /** The node leading most partitions of `topic`. */
@@ -114,6 +141,7 @@ describe('Kafka cluster faults', () => {
   it('loses nothing and keeps per-badge order when the leader of most partitions is SIGKILLed mid-stream', async () => {
     const b = await bridge('kill');
     const perBadge = 80; // 40,000 messages at 2,000 msg/s: the kill lands 5 s in
+    const java = javaAnchor('kill', perBadge, 2000);
     let victim: KafkaNode | undefined;
     let kill: Promise<void> | undefined;
     const published = await publishBadges({
@@ -134,6 +162,7 @@ describe('Kafka cluster faults', () => {
     await kill;
     expect(published).toBe(BADGES * perBadge);
     await settleAndCheck(b, 'kill', published, perBadge);
+    await reportJava('kill', java, perBadge);
     await b.proc.stop('SIGTERM');
     await victim!.start();
     await cluster.waitInSync('cluster-kill', 3, 90_000);
@@ -142,6 +171,7 @@ describe('Kafka cluster faults', () => {
   it('spools instead of acknowledging while two of three brokers are down (below min ISR), and loses nothing when both return', async () => {
     const b = await bridge('minisr');
     const perBadge = 80;
+    const java = javaAnchor('minisr', perBadge, 2000);
     let first: KafkaNode | undefined;
     let second: KafkaNode | undefined;
     let firstKill: Promise<void> | undefined;
@@ -188,6 +218,7 @@ describe('Kafka cluster faults', () => {
     expect(window.spooled[1]).toBeGreaterThan(window.spooled[0]!);
     await cluster.waitInSync('cluster-minisr', 2, 120_000);
     await settleAndCheck(b, 'minisr', published, perBadge);
+    await reportJava('minisr', java, perBadge);
     await b.proc.stop('SIGTERM');
     await cluster.waitInSync('cluster-minisr', 3, 90_000);
   }, 300_000);
@@ -195,6 +226,7 @@ describe('Kafka cluster faults', () => {
   it('loses nothing and keeps per-badge order through a rolling restart of all three brokers under load', async () => {
     const b = await bridge('rolling');
     const perBadge = 120; // 60,000 messages at 1,500 msg/s: publishing lasts through the roll
+    const java = javaAnchor('rolling', perBadge, 1500);
     let roll: Promise<void> | undefined;
     const published = await publishBadges({
       url: mosq.url,
@@ -220,6 +252,7 @@ describe('Kafka cluster faults', () => {
     await roll;
     expect(published).toBe(BADGES * perBadge);
     await settleAndCheck(b, 'rolling', published, perBadge);
+    await reportJava('rolling', java, perBadge);
     await b.proc.stop('SIGTERM');
   }, 300_000);
 
@@ -227,6 +260,7 @@ describe('Kafka cluster faults', () => {
     const path = cluster.path('bridge');
     const b = await bridge('blackhole', path.bootstrap);
     const perBadge = 80; // 40,000 messages at 2,000 msg/s: the black hole opens 5 s in
+    const java = javaAnchor('blackhole', perBadge, 2000, path.bootstrap);
     let hole: Promise<void> | undefined;
     const published = await publishBadges({
       url: mosq.url,
@@ -250,6 +284,7 @@ describe('Kafka cluster faults', () => {
     await hole;
     expect(published).toBe(BADGES * perBadge);
     await settleAndCheck(b, 'blackhole', published, perBadge);
+    await reportJava('blackhole', java, perBadge);
     await b.proc.stop('SIGTERM');
   }, 240_000);
 });
