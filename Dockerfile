@@ -17,6 +17,9 @@ WORKDIR /app
 # The build needs only the npm registry. (The `node` dev dependency, which gives checkouts on
 # older machines their Node 24, is installed here too and removed by the prune below.)
 COPY package.json package-lock.json ./
+# npm ci's postinstall applies patches/ to the dependencies they name (patch-package; README
+# "Memory and CPU" says what each changes and why).
+COPY patches ./patches
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src

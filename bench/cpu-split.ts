@@ -73,6 +73,21 @@ export function splitProfile(p: Profile): Record<string, number> {
   return out;
 }
 
+/** The functions with the most self time (µs), named `function (file:line)`: where to look first. */
+export function topSelf(p: Profile, n: number): [string, number][] {
+  const byId = new Map(p.nodes.map((x) => [x.id, x]));
+  const self = new Map<string, number>();
+  for (let i = 0; i < p.samples.length; i++) {
+    const node = byId.get(p.samples[i]!)!;
+    const { functionName, url } = node.callFrame;
+    if (functionName === '(idle)') continue;
+    const where = url ? url.replace(/^.*node_modules\//, '').replace(/^.*\/(src|dist)\//, '$1/') : '';
+    const key = `${functionName || '(anonymous)'}${where ? ` ${where}:${(node.callFrame as { lineNumber?: number }).lineNumber ?? 0}` : ''}`;
+    self.set(key, (self.get(key) ?? 0) + (p.timeDeltas[i] ?? 0));
+  }
+  return [...self].sort((a, b) => b[1] - a[1]).slice(0, n);
+}
+
 async function publish(url: string, n: number): Promise<number> {
   const c = await mqtt.connectAsync(url, { clientId: `cpu-split-pub-${Date.now()}`, clean: true });
   const inflight = new Set<Promise<unknown>>();
@@ -105,12 +120,15 @@ async function main(): Promise<void> {
     const exit = await b.proc.stop('SIGTERM', 60_000);
     const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
     if (!file) throw new Error(`no profile written (bridge exit ${JSON.stringify(exit)})`);
-    const split = splitProfile(JSON.parse(readFileSync(path.join(profDir, file), 'utf8')) as Profile);
+    const profile = JSON.parse(readFileSync(path.join(profDir, file), 'utf8')) as Profile;
+    const split = splitProfile(profile);
     const busy = Object.entries(split).filter(([k]) => k !== 'idle').reduce((a, [, v]) => a + v, 0);
     process.stdout.write(`cpu split of one bridge over ${N} QoS 1 messages (${Math.round(N / (ms / 1000))} msg/s published), busy ${(busy / 1e6).toFixed(1)} s:\n`);
     for (const [k, v] of Object.entries(split).sort((a, c) => c[1] - a[1])) {
       process.stdout.write(`  ${k.padEnd(8)} ${(v / 1e6).toFixed(2).padStart(7)} s  ${k === 'idle' ? '' : `${((100 * v) / busy).toFixed(1)} % of busy`}\n`);
     }
+    process.stdout.write(`top self time (µs per message):\n`);
+    for (const [k, v] of topSelf(profile, Number(process.env.CPU_SPLIT_TOP ?? 30))) process.stdout.write(`  ${(v / N).toFixed(2).padStart(6)}  ${k}\n`);
     process.stdout.write(`${JSON.stringify({ messages: N, publishMs: ms, busyUs: busy, split })}\n`);
   } finally {
     await stopAll();

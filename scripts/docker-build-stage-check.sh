@@ -70,6 +70,10 @@ step "better-sqlite3 native addon loads"
 node -e "const D = require('better-sqlite3'); const db = new D(':memory:'); if (db.prepare('select 1 as x').get().x !== 1) process.exit(1);" \
   || fail "better-sqlite3 does not load from the pruned node_modules"
 
+step "patches/ applied in the build stage (patch-package on npm ci)"
+node --input-type=module -e "const m = await import('@platformatic/kafka'); if (typeof m.encodeRecordsFast !== 'function') process.exit(1);" \
+  || fail "the runtime's @platformatic/kafka is not patched (patches/ not copied before npm ci?)"
+
 step "node dist/cli.js with no configuration exits 2"
 set +e
 env -i PATH="$PATH" HOME="$WORK" node dist/cli.js >"$WORK/cli.out" 2>"$WORK/cli.err"

@@ -197,9 +197,17 @@ export class Bridge implements HealthState {
       setImmediate(() => this.transformLoop());
     }
     const { transform, telemetry, config } = this.parts;
+    // Counted once per route and turn, not per message (a labelled inc() costs about as much as the mapping).
+    let route: string | undefined;
+    let routeCount = 0;
     for (const msg of batch) {
       const r = transform.apply(msg);
-      telemetry.messageReceived(r.route);
+      if (r.route !== route) {
+        if (route !== undefined) telemetry.messageReceived(route, routeCount);
+        route = r.route;
+        routeCount = 0;
+      }
+      routeCount++;
       if (msg.removedFilter !== undefined) {
         telemetry.removedFilterMessage(config.mqtt.removedFilterPolicy);
         if (config.mqtt.removedFilterPolicy === 'dead_letter') {
@@ -210,6 +218,7 @@ export class Bridge implements HealthState {
       if (this.held.mustWait(r)) this.held.hold(msg, r);
       else this.deliver(msg, r);
     }
+    if (route !== undefined) telemetry.messageReceived(route, routeCount);
   }
 
   /** A transform result, now in its key's order: skipped, dead-lettered or handed to the writers. */
@@ -226,14 +235,14 @@ export class Bridge implements HealthState {
     }
     if (r.kind === 'deferred') throw new Error('a deferred result reached the writers');
     const headers = standardHeaders(msg);
-    for (const [k, v] of Object.entries(r.headers)) headers[k] = v;
+    for (const k in r.headers) headers[k] = r.headers[k]!;
     const record = { topic: r.topic, key: r.key, value: r.value, headers, timestampMs: msg.receivedAtMs };
     const size = recordBytes(record);
     if (size > config.mapping.maxMessageBytes) {
       this.deadLetter(msg, 'too_large', r.route, `record is ${size} bytes; KAFKA_MAX_MESSAGE_BYTES is ${config.mapping.maxMessageBytes}`);
       return;
     }
-    this.pool.submit(pending(msg, record));
+    this.pool.submit(pending(msg, record, size));
   }
 
   private deadLetter(msg: InboundMessage, reason: DeadLetterReason, route: string, detail: string, maxBytes = this.parts.config.mapping.maxMessageBytes): void {

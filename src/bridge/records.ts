@@ -45,14 +45,14 @@ export function recordBytes(r: Pick<OutRecord, 'key' | 'value' | 'headers'>): nu
   return n + 64;
 }
 
-export function pending(msg: InboundMessage, record: OutRecord): Pending {
+export function pending(msg: InboundMessage, record: OutRecord, bytes = recordBytes(record)): Pending {
   return {
     record,
     seq: msg.seq,
     id: msg.id,
     keyHash: fnv1a(record.key ?? record.topic),
     receivedAtMs: msg.receivedAtMs,
-    bytes: recordBytes(record),
+    bytes,
   };
 }
 

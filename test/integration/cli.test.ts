@@ -5,7 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { makeTempDir, repoRoot } from '../harness/index.js';
 
-/** The real entry point, as `npm start` runs it. */
+/** The real entry point (its sources; `npm start` runs the same compiled, from dist/). */
 function runCli(env: Record<string, string>, preload: string[] = []) {
   // tsx by path: the working directory is a temp dir (no .env), where 'tsx' would not resolve.
   const tsx = pathToFileURL(path.join(repoRoot, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
