@@ -71,6 +71,9 @@ async function bridge(name: string, brokers = cluster.bootstrap): Promise<Bridge
       SPOOL_PATH: `${dir}/spool.db`,
       // Each failed write at debug: the test prints the kinds and errors it saw.
       LOG_LEVEL: 'debug',
+      // To measure what an outage longer than the delivery timeout costs (the 0-duplicate
+      // assertions then fail by design): CLUSTER_DELIVERY_TIMEOUT_MS=8000 npx vitest run … -t 'min ISR'.
+      ...(process.env.CLUSTER_DELIVERY_TIMEOUT_MS ? { KAFKA_DELIVERY_TIMEOUT_MS: process.env.CLUSTER_DELIVERY_TIMEOUT_MS } : {}),
     },
   });
   bridges.push(b);
