@@ -142,9 +142,6 @@ class PlatformaticProducerClient implements KafkaProducerClient {
    * other partitions would get NOT_LEADER_OR_FOLLOWER on every retry until the delivery
    * timeout. With one partition per send(), a retry always goes to that partition's leader.
    * Each partition has one send at a time (the caller's one batch), so its sequences stay in order.
-   * On a cluster of one broker the batch stays one send (one request instead of one per
-   * partition: there is no other leader a group could split to, short of a reassignment to a
-   * broker added meanwhile).
    */
   private async sendByPartition(p: Producer<Buffer, Buffer, Buffer, Buffer>, records: readonly OutRecord[]): Promise<void> {
     const topics = new Set<string>();
@@ -154,11 +151,8 @@ class PlatformaticProducerClient implements KafkaProducerClient {
     // delivery timeout instead of reporting "Unknown topic" (nothing has been sent yet).
     const metadata = await p.metadata({ topics: [...topics], autocreateTopics: this.config.autoCreateTopics, retries: METADATA_RETRIES });
     const groups = new Map<string, Message[]>();
-    const all: Message[] = new Array(records.length);
-    let i = 0;
     for (const r of records) {
       const m = toMessage(r);
-      all[i++] = m;
       const count = metadata.topics.get(r.topic)?.partitionsCount ?? 1;
       m.partition = compatibilityPartitioner(m, m.key) % count;
       const k = `${r.topic}\u0000${m.partition}`;
@@ -166,10 +160,8 @@ class PlatformaticProducerClient implements KafkaProducerClient {
       if (g) g.push(m);
       else groups.set(k, [m]);
     }
-    // One partition, or a cluster of one broker (every partition has that leader, before and
-    // after any retry): nothing can split, one request carries it all.
-    if (groups.size === 1 || metadata.brokers.size === 1) {
-      await p.send({ messages: all });
+    if (groups.size === 1) {
+      await p.send({ messages: groups.values().next().value! });
       return;
     }
     const sends = [...groups.values()].map((messages) => p.send({ messages }));
