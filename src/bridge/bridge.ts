@@ -91,6 +91,8 @@ export class Bridge implements HealthState {
         spool: this.spool,
         onWritten: (entries) => this.settle(entries, 'kafka'),
         onRejected: (entries, kind) => this.rejected(entries, kind),
+        // A batch that was in doubt is resolved: replay what it held back, without waiting for the timer.
+        onInDoubtResolved: () => void this.replayer.runOnce(),
       },
       this.spool.stats().rows > 0,
     );
@@ -104,6 +106,7 @@ export class Bridge implements HealthState {
       onDrained: (held) => this.pool.switchAllToDirect(held),
       spooling: () => this.pool.spoolingWorkers > 0,
       onRejected: (row, kind) => this.rejectedRow(row, kind),
+      sentCheck: parts.kafka.sentCheck?.(),
     });
     this.source = parts.createSource((msg) => this.enqueue(msg), { state: this.spool.state });
     telemetry.attach({

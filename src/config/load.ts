@@ -125,6 +125,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, deps: LoadDeps = {}): Config 
       batchMaxMessages: v.KAFKA_BATCH_MAX_MESSAGES as number,
       batchMaxBytes: v.KAFKA_BATCH_MAX_BYTES as number,
       writeTimeoutMs: v.KAFKA_WRITE_TIMEOUT_MS as number,
+      deliveryTimeoutMs: v.KAFKA_DELIVERY_TIMEOUT_MS as number,
       connectTimeoutMs: v.KAFKA_CONNECT_TIMEOUT_MS as number,
       compression: v.KAFKA_COMPRESSION as KafkaCompression,
       tls: kafkaTls,

@@ -50,6 +50,8 @@ export interface Config {
     readonly batchMaxMessages: number;
     readonly batchMaxBytes: number;
     readonly writeTimeoutMs: number;
+    /** KAFKA_DELIVERY_TIMEOUT_MS: how long the sending producer retries a batch whose outcome is unknown. */
+    readonly deliveryTimeoutMs: number;
     readonly connectTimeoutMs: number;
     readonly compression: KafkaCompression;
     /** Set when Kafka is reached over TLS: KAFKA_TLS, KAFKA_TLS_CA/CERT/KEY, KAFKA_TLS_KEY_PASSPHRASE, KAFKA_TLS_INSECURE. */

@@ -74,6 +74,8 @@ export function classifyKafkaError(err: unknown): WriteErrorKind {
     const apiId = typeof e.apiId === 'string' ? e.apiId : undefined;
     const mapped = apiId ? BY_API_ID[apiId] : undefined;
     if (mapped) kinds.add(mapped);
+    // The client's own check before producing: the topic is not in the metadata and auto-creation is off.
+    else if (isUnknownTopic(e)) kinds.add('topic_missing');
     else if (e.code === 'PLT_KFK_AUTHENTICATION') kinds.add(isSaslFailure(e) ? 'auth' : 'connection');
     else if (e.name === 'TimeoutError' || (e.code === 'PLT_KFK_NETWORK' && /timed out/i.test(String(e.message)))) kinds.add('timeout');
     else if (e.code === 'PLT_KFK_NETWORK' || isSocketError(e.code)) kinds.add('connection');
@@ -113,6 +115,20 @@ export function isSaslFailure(err: unknown): boolean {
     if (!network) return true;
   }
   return false;
+}
+
+/** The client's "Unknown topic <name>." (a UserError raised from metadata when the topic does not exist). */
+function isUnknownTopic(e: { code?: unknown; message?: unknown }): boolean {
+  return typeof e.message === 'string' && /^Unknown topic .*\.$/.test(e.message);
+}
+
+/** The topic named by the client's "Unknown topic <name>." in the error chain, if any. */
+export function missingTopic(err: unknown): string | undefined {
+  for (const e of errorChain(err)) {
+    const m = typeof e.message === 'string' ? /^Unknown topic (.*)\.$/.exec(e.message) : null;
+    if (m) return m[1];
+  }
+  return undefined;
 }
 
 function isSocketError(code: unknown): boolean {

@@ -3,6 +3,8 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import { BridgeError, describeError, errorChain } from '../errors.js';
 import { withTimeout } from '../timeout.js';
+import { missingTopic } from './errors.js';
+import { createTailCheck } from './log-check.js';
 import { explainKafkaSecurityError, kafkaClosedHint, type KafkaSecurityOptions } from './security.js';
 import type { KafkaClientFactory, KafkaProducerClient, OutRecord } from './types.js';
 
@@ -21,14 +23,24 @@ import type { KafkaClientFactory, KafkaProducerClient, OutRecord } from './types
  *    per worker and broker at a time, and a key's records go out in order;
  *  - the Java client's partitioner (murmur2 & 0x7fffffff), so a key lands on the same partition
  *    as with kafkajs, Kafka Connect or any Java producer: upgrading the bridge keeps per-key order;
- *  - a failed or timed-out send() throws and keeps nothing: the caller (writer, replayer) owns the
- *    records and spools them. The producer is then closed — which also cancels any retry still
- *    running inside it, so a late retry cannot write old records behind newer ones — and a fresh
- *    one (new producer id, new sequences) serves the next send. That is also the recovery for
- *    fatal idempotence errors (OUT_OF_ORDER_SEQUENCE_NUMBER, UNKNOWN_PRODUCER_ID);
- *  - the whole send is bounded by KAFKA_WRITE_TIMEOUT_MS; each request inside it by half of it,
- *    so a broker that hangs instead of refusing is retried once on fresh metadata before the
- *    batch is handed back;
+ *  - a send whose outcome is unknown (request timeout, connection lost, leader moved, too few
+ *    in-sync replicas) is retried by the library inside the same send(), with the same producer
+ *    id, epoch and per-partition sequences (the library takes a snapshot of the sequences per
+ *    send and re-uses it on every retry), so Kafka writes the batch once even when an earlier
+ *    attempt had been written and only its answer was lost (KIP-98; the new leader has the
+ *    producer state too). It retries every RETRY_DELAY_MS, without a count limit, until the
+ *    send succeeds, fails for good (an error the library does not retry: too large, topic
+ *    missing, authorization, OUT_OF_ORDER_SEQUENCE_NUMBER …) or KAFKA_DELIVERY_TIMEOUT_MS passes;
+ *  - once a send() fails the library has already dropped its producer id and sequences (the next
+ *    send starts a new producer); on our delivery timeout the producer is also closed, which
+ *    cancels the retry still running inside it, so a late retry cannot write old records behind
+ *    newer ones. Then the caller (writer, replayer) owns the records: the writer spools them,
+ *    the replayer keeps them. A batch re-sent after that may be a duplicate: that is the only
+ *    way a Kafka fault still duplicates, and only past KAFKA_DELIVERY_TIMEOUT_MS;
+ *  - the writer does not wait that long to make records durable: after KAFKA_WRITE_TIMEOUT_MS it
+ *    spools the batch marked in doubt while this send goes on (writer-pool.ts);
+ *  - each request is bounded by half of KAFKA_WRITE_TIMEOUT_MS (at least 500 ms), so a broker
+ *    that hangs instead of refusing is retried on fresh metadata;
  *  - topic auto-creation off unless KAFKA_AUTO_CREATE_TOPICS.
  */
 export interface KafkaClientOptions {
@@ -37,9 +49,14 @@ export interface KafkaClientOptions {
   readonly security?: KafkaSecurityOptions;
 }
 
-/** Retries inside one send (on fresh metadata: a partition whose leader moved is re-sent to the new leader). */
-const RETRIES = 3;
+/**
+ * Retries inside one send (on fresh metadata: a partition whose leader moved is re-sent to the
+ * new leader), with the same sequences: no count limit, KAFKA_DELIVERY_TIMEOUT_MS bounds them.
+ */
+const RETRIES = Number.MAX_SAFE_INTEGER;
 const RETRY_DELAY_MS = 250;
+/** Retries of the metadata lookup before a batch is sent (a missing topic fails after them). */
+const METADATA_RETRIES = 3;
 
 export function createKafkaFactory(config: Config['kafka'], opts: KafkaClientOptions): KafkaClientFactory {
   const log = opts.logger.child({ component: 'kafka' });
@@ -47,6 +64,7 @@ export function createKafkaFactory(config: Config['kafka'], opts: KafkaClientOpt
   const clients = new Set<PlatformaticProducerClient>();
   return {
     securityProblem: () => reporter.problem,
+    sentCheck: () => createTailCheck(config, opts.security ?? {}),
     create(name: string) {
       const c = new PlatformaticProducerClient(config, opts.security ?? {}, log.child({ producer: name }), reporter, () => clients.delete(c));
       clients.add(c);
@@ -83,7 +101,11 @@ class PlatformaticProducerClient implements KafkaProducerClient {
       // The produce request's own timeout: how long the leader waits for the in-sync replicas.
       timeout: requestTimeoutMs,
       retries: RETRIES,
-      retryDelay: RETRY_DELAY_MS,
+      // A retry after "not the leader" asks for fresh metadata (the library would use its cache for up to 5 s).
+      retryDelay: (client: object, operationId: string, _attempt: number, _retries: number, error: unknown) => {
+        if (operationId === 'produce' && hasStaleMetadata(error)) (client as { clearMetadata(): void }).clearMetadata();
+        return RETRY_DELAY_MS;
+      },
       idempotent: true,
       acks: ProduceAcks.ALL,
       maxInflights: 1,
@@ -100,19 +122,54 @@ class PlatformaticProducerClient implements KafkaProducerClient {
 
   async send(records: readonly OutRecord[]): Promise<void> {
     if (this.closed) throw new BridgeError('BRIDGE_ERR_CLOSED', 'producer client closed');
-    const messages: Message[] = new Array(records.length);
-    for (let i = 0; i < records.length; i++) messages[i] = toMessage(records[i]!);
     const p = this.ready();
     try {
-      await withTimeout(p.send({ messages }), this.config.writeTimeoutMs, 'produce');
-      this.reporter.ok();
+      await withTimeout(this.sendByPartition(p, records), this.config.deliveryTimeoutMs, 'produce');
+      this.reporter.ok(records);
     } catch (err) {
       this.reporter.failed(err, 'send');
-      // Whatever happened, this producer's sequence state is suspect, and it may still be retrying
-      // the batch we are handing back: close it (that cancels its retries) and start afresh.
+      // The library dropped its producer id and sequences with the failure; on our timeout it is
+      // still retrying the batch we are handing back: close it (that cancels the retry) and start afresh.
       await this.recreate();
       throw err;
     }
+  }
+
+  /**
+   * One library send() per partition, all at once. The library groups a send's messages by the
+   * leader they had when it started and, on every retry, sends the whole group to the current
+   * leader of the group's first partition: after a leader change that splits the group, the
+   * other partitions would get NOT_LEADER_OR_FOLLOWER on every retry until the delivery
+   * timeout. With one partition per send(), a retry always goes to that partition's leader.
+   * Each partition has one send at a time (the caller's one batch), so its sequences stay in order.
+   */
+  private async sendByPartition(p: Producer<Buffer, Buffer, Buffer, Buffer>, records: readonly OutRecord[]): Promise<void> {
+    const topics = new Set<string>();
+    for (const r of records) topics.add(r.topic);
+    // From the client's cache (refreshed every metadataMaxAge). A few retries only: a topic that
+    // does not exist is answered as retriable, and without a bound this would wait out the
+    // delivery timeout instead of reporting "Unknown topic" (nothing has been sent yet).
+    const metadata = await p.metadata({ topics: [...topics], autocreateTopics: this.config.autoCreateTopics, retries: METADATA_RETRIES });
+    const groups = new Map<string, Message[]>();
+    for (const r of records) {
+      const m = toMessage(r);
+      const count = metadata.topics.get(r.topic)?.partitionsCount ?? 1;
+      m.partition = compatibilityPartitioner(m, m.key) % count;
+      const k = `${r.topic}\u0000${m.partition}`;
+      const g = groups.get(k);
+      if (g) g.push(m);
+      else groups.set(k, [m]);
+    }
+    if (groups.size === 1) {
+      await p.send({ messages: groups.values().next().value! });
+      return;
+    }
+    const sends = [...groups.values()].map((messages) => p.send({ messages }));
+    // Every partition's outcome before answering: none is left running when the caller decides.
+    const results = await Promise.allSettled(sends);
+    const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed.length === 1) throw failed[0]!.reason;
+    if (failed.length > 1) throw new AggregateError(failed.map((f) => f.reason as unknown), `produce failed for ${failed.length} of ${results.length} partitions`);
   }
 
   async probe(): Promise<void> {
@@ -150,6 +207,11 @@ class PlatformaticProducerClient implements KafkaProducerClient {
     await this.recreate();
     this.onClose();
   }
+}
+
+function hasStaleMetadata(err: unknown): boolean {
+  for (const e of errorChain(err)) if (e.hasStaleMetadata === true) return true;
+  return false;
 }
 
 function toMessage(r: OutRecord): Message {
@@ -204,8 +266,18 @@ const buffers = new BufferCache(10_000);
  * while connecting gets a hint (plain text to a TLS listener, no SASL on a SASL listener).
  */
 class ProblemReporter {
-  problem: string | undefined;
+  /** A setting Kafka rejects (SASL, TLS). */
+  private security: string | undefined;
+  /** Topics the client reported missing (auto-creation off), with what to do; until a write to them succeeds. */
+  private readonly missing = new Map<string, string>();
   private logged: string | undefined;
+
+  /** What /readyz reports: a setting Kafka rejects, or topics that do not exist. */
+  get problem(): string | undefined {
+    if (this.security) return this.security;
+    if (this.missing.size === 0) return undefined;
+    return [...this.missing.values()].join('; ');
+  }
 
   constructor(
     private readonly log: Logger,
@@ -213,9 +285,18 @@ class ProblemReporter {
   ) {}
 
   failed(err: unknown, phase: 'connect' | 'send'): void {
+    const topic = missingTopic(err);
+    if (topic !== undefined) {
+      if (!this.missing.has(topic)) {
+        const what = topicMissingProblem(topic, this.config.autoCreateTopics);
+        this.missing.set(topic, what);
+        this.log.error({ topic, kind: 'topic_missing', autoCreateTopics: this.config.autoCreateTopics }, what);
+      }
+      return;
+    }
     const problem = explainKafkaSecurityError(err, this.config);
     if (problem) {
-      this.problem = problem;
+      this.security = problem;
       this.once(problem, 'error', err);
       return;
     }
@@ -225,10 +306,15 @@ class ProblemReporter {
     }
   }
 
-  ok(): void {
-    if (this.problem) this.log.info({ resolved: this.problem }, 'Kafka accepts the connection again');
-    this.problem = undefined;
+  ok(records?: readonly OutRecord[]): void {
+    if (this.security) this.log.info({ resolved: this.security }, 'Kafka accepts the connection again');
+    this.security = undefined;
     this.logged = undefined;
+    if (records && this.missing.size > 0) {
+      for (const r of records) {
+        if (this.missing.delete(r.topic)) this.log.info({ topic: r.topic }, 'Kafka topic exists now; its spooled records are replayed');
+      }
+    }
   }
 
   private once(message: string, level: 'error' | 'warn', err: unknown): void {
@@ -236,6 +322,13 @@ class ProblemReporter {
     this.logged = message;
     this.log[level]({ err: describeError(err), brokers: this.config.brokers }, message);
   }
+}
+
+/** What to do about a missing topic: said in the log line and in /readyz. */
+export function topicMissingProblem(topic: string, autoCreate: boolean): string {
+  return autoCreate
+    ? `Kafka topic ${topic} does not exist and the broker did not create it (auto.create.topics.enable is off on the broker): create the topic; its records are spooled meanwhile and replayed once it exists`
+    : `Kafka topic ${topic} does not exist and KAFKA_AUTO_CREATE_TOPICS is off: create the topic (or set KAFKA_AUTO_CREATE_TOPICS=true); its records are spooled meanwhile and replayed once it exists`;
 }
 
 /** The broker hung up during the handshake: the usual sign of plain text on a TLS or SASL listener. */

@@ -3,7 +3,9 @@ import type { Config } from '../config/types.js';
 import { FaultReporter } from '../observability/fault-reporter.js';
 import type { Spool, SpoolRow } from '../spool/types.js';
 import { classifyKafkaError, refusedForGood } from './errors.js';
+import type { SentCheck } from './log-check.js';
 import type { KafkaProducerClient, Pending, WriteErrorKind } from './types.js';
+import { describeError } from '../errors.js';
 import { kafkaWriteFault, type WriterTelemetry } from './writer-pool.js';
 
 export interface ReplayTelemetry extends Pick<WriterTelemetry, 'written' | 'writeError'> {
@@ -30,6 +32,12 @@ export interface ReplayerDeps {
   readonly kafkaFault?: FaultReporter;
   /** For tests: how long the spool-delete fault must stay over before its end is logged. */
   readonly faultSettleMs?: number;
+  /**
+   * Finds which of the rows an earlier process may have sent are in Kafka already
+   * (log-check.ts). Without it, such rows are sent again after a restart (duplicates with the
+   * same message ids).
+   */
+  readonly sentCheck?: SentCheck;
 }
 
 /**
@@ -41,8 +49,16 @@ export interface ReplayerDeps {
  * Progress is monotonic: the replayer remembers the last row id Kafka acknowledged and never
  * reads at or below it again (row ids only grow), so a page is sent once per process even when
  * its delete fails. A failed delete stops the run; the next runs first try that delete again
- * and send nothing before it succeeds. Only a restart with such rows still in the spool sends
- * them again (same message ids).
+ * and send nothing before it succeeds.
+ *
+ * Across restarts: before a page is sent, the spool's replay mark (`replay_sent_through`) is
+ * raised past it, committed — in the same transaction as the delete of the page before, so
+ * this costs no fsync of its own. After a restart, rows at or below the mark may be in Kafka
+ * already (acknowledged, delete not committed: at most the page whose delete was pending, the
+ * page in flight and the one marked ahead). Before sending anything, the first run reads the
+ * tail of their partitions back (log-check.ts) and deletes the rows whose message id is there;
+ * the rest is replayed. If Kafka cannot be read for that, they are replayed (duplicates possible,
+ * logged).
  */
 export class Replayer {
   private timer: NodeJS.Timeout | undefined;
@@ -54,6 +70,8 @@ export class Replayer {
   private delivered = 0;
   /** Rows Kafka acknowledged whose delete failed: deleted before anything else is sent. */
   private undeleted: { first: number; last: number } | undefined;
+  /** Rows an earlier process may have sent were checked against Kafka (once per process). */
+  private checked = false;
   private readonly log: Logger;
   private readonly kafkaFault: FaultReporter;
   private readonly spoolFault: FaultReporter;
@@ -118,6 +136,10 @@ export class Replayer {
       this.kafkaFailed(err, before.rows);
       return;
     }
+    if (!this.checked) {
+      await this.checkSentBefore();
+      this.checked = true;
+    }
     const started = Date.now();
     let replayed = 0;
     const page = (after: number): SpoolRow[] => spool.read(after, this.config.kafka.batchMaxMessages, this.config.kafka.batchMaxBytes);
@@ -129,7 +151,10 @@ export class Replayer {
           rows = page(this.delivered);
           continue;
         }
-        if (spool.stats().rows === 0) {
+        const now = spool.stats();
+        // Rows whose delivery is in doubt (a worker's producer is still resolving it) are not
+        // read; the run is partial until that delivery deletes them or releases them for replay.
+        if (now.rows === 0 && !(now.inDoubt ?? 0)) {
           // Give the file system its space back first: records held for lack of it may fit now.
           spool.compact();
           if (this.commitPending()) {
@@ -150,12 +175,17 @@ export class Replayer {
       // follows this one in row order.
       const first = rows[0]!.rowId;
       const last = rows[rows.length - 1]!.rowId;
+      // Durable before the send: after a crash, rows above the mark were never sent.
+      if (last > spool.sentThrough()) spool.markSent(last);
       const sending = this.send(rows);
       sending.catch(() => undefined);
-      const deletedPrevious = this.deleteDelivered();
       let next: SpoolRow[];
+      let deletedPrevious: boolean;
       try {
-        next = deletedPrevious ? page(last) : [];
+        next = page(last);
+        // The next page's mark rides in the delete's transaction (no fsync of its own).
+        deletedPrevious = this.deleteDelivered(next.length > 0 ? next[next.length - 1]!.rowId : undefined);
+        if (!deletedPrevious) next = [];
       } catch (err) {
         // The run ends on this spool error, but not while its request is out (one at a time);
         // if Kafka took the page, it is not sent again.
@@ -191,12 +221,47 @@ export class Replayer {
     return spool.stats().pending < before;
   }
 
+  /**
+   * After a restart: rows at or below the replay mark may have been sent by the earlier process.
+   * Those Kafka has are deleted; the rest are replayed as usual.
+   */
+  private async checkSentBefore(): Promise<void> {
+    const spool = this.deps.spool;
+    const mark = spool.sentThrough();
+    const check = this.deps.sentCheck;
+    if (!check || mark <= this.delivered) return;
+    const maybe: SpoolRow[] = [];
+    let after = this.delivered;
+    // Bounded: the mark is never more than a few pages ahead of the oldest row.
+    for (let i = 0; i < 20; i++) {
+      const rows = spool.read(after, this.config.kafka.batchMaxMessages, Number.MAX_SAFE_INTEGER);
+      for (const r of rows) if (r.rowId <= mark) maybe.push(r);
+      if (rows.length === 0 || rows[rows.length - 1]!.rowId >= mark) break;
+      after = rows[rows.length - 1]!.rowId;
+    }
+    if (maybe.length === 0) return;
+    const t0 = Date.now();
+    let found: Set<string>;
+    try {
+      found = await check.inKafka(maybe.map((r) => ({ id: r.id, topic: r.record.topic, key: r.record.key })));
+    } catch (err) {
+      this.log.warn(
+        { err: describeError(err), rows: maybe.length },
+        'could not read Kafka back to see which spooled rows an earlier run had already sent; replaying them (some may be duplicates, same message ids)',
+      );
+      return;
+    }
+    const drop = maybe.filter((r) => found.has(r.id)).map((r) => r.rowId);
+    spool.deleteRows(drop);
+    this.log.info({ checked: maybe.length, alreadyInKafka: drop.length, ms: Date.now() - t0 }, 'spooled rows sent before the restart checked against Kafka; those it has are not sent again');
+  }
+
   /** Deletes the rows Kafka acknowledged, if any wait; false (run failed) when that is still impossible. */
-  private deleteDelivered(): boolean {
+  private deleteDelivered(sentThrough?: number): boolean {
     const u = this.undeleted;
     if (!u) return true;
     try {
-      this.deps.spool.deleteRange(u.first, u.last);
+      this.deps.spool.deleteRange(u.first, u.last, sentThrough);
     } catch (err) {
       this.deps.telemetry.spoolDeleteError();
       this.spoolFailed(err, undefined, { firstRowId: u.first, lastRowId: u.last });
@@ -255,6 +320,14 @@ export class Replayer {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.running) {
+      // A send may keep retrying up to KAFKA_DELIVERY_TIMEOUT_MS: give it KAFKA_WRITE_TIMEOUT_MS,
+      // then close the client (that cancels the retry; its rows stay in the spool).
+      let timer: NodeJS.Timeout | undefined;
+      const settled = await Promise.race([this.running.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), this.config.kafka.writeTimeoutMs)))]);
+      clearTimeout(timer);
+      if (!settled) await this.deps.client.close().catch(() => undefined);
+    }
     await this.running;
     // Last chance for rows Kafka has but the spool still holds: after a restart they would be sent again.
     if (this.undeleted && this.deleteDelivered()) this.log.info('replayed records deleted at shutdown');

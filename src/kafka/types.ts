@@ -1,3 +1,4 @@
+import type { SentCheck } from './log-check.js';
 /** A record ready for Kafka. Header values are UTF-8 strings. */
 export interface OutRecord {
   readonly topic: string;
@@ -67,6 +68,8 @@ export interface KafkaClientFactory {
   /** A producer client for one worker (or the replayer). */
   create(name: string): KafkaProducerClient;
   close(): Promise<void>;
-  /** A setting Kafka rejects (SASL credentials, TLS trust), until a connection succeeds again; /readyz reports it. */
+  /** A setting Kafka rejects (SASL credentials, TLS trust) until a connection succeeds again, or topics that do not exist until a write to them succeeds; /readyz reports it. */
   securityProblem?(): string | undefined;
+  /** Reads Kafka back to find which of some records it has already (replay after a restart; log-check.ts). */
+  sentCheck?(): SentCheck;
 }

@@ -25,6 +25,8 @@ export interface WriterPoolDeps {
   readonly onRejected: (entries: readonly Pending[], kind: WriteErrorKind) => void;
   /** Kafka write failures, shared with the replayer so an outage is one fault (default: the pool's own). */
   readonly kafkaFault?: FaultReporter;
+  /** A batch whose delivery was in doubt has been resolved (its spooled rows deleted, or released for replay). */
+  readonly onInDoubtResolved?: () => void;
 }
 
 /**
@@ -46,6 +48,9 @@ export function kafkaWriteFault(logger: Logger, opts: { settleMs?: number } = {}
 
 export type WritePath = 'direct' | 'spooling';
 
+const OK = Symbol('ok');
+const IN_DOUBT = Symbol('in doubt');
+
 /**
  * The topic-hash writer pool. A record goes to worker hash(key) % N. Each worker has one
  * produce request in flight and sends everything that queued meanwhile as one batch, so
@@ -55,6 +60,14 @@ export type WritePath = 'direct' | 'spooling';
  * queue, then every later record go to the spool in that order, so a key's records are never
  * both pending in memory and spooled, and never overtake each other. The replayer switches
  * workers back once the spool is empty.
+ *
+ * A write that Kafka has not answered within KAFKA_WRITE_TIMEOUT_MS is in doubt: it may have
+ * been written. It is not abandoned: the producer that sent it keeps retrying it with the same
+ * producer id, epoch and sequences (so Kafka writes it once, KIP-98) until it succeeds, fails
+ * for good, or KAFKA_DELIVERY_TIMEOUT_MS passes. Meanwhile the batch is spooled marked in doubt
+ * (durable, so its messages are PUBACKed without waiting), followed by the queue and later
+ * records as above; the spool does not replay in-doubt rows, nor anything behind them. When the
+ * delivery succeeds its rows are deleted; when it fails the mark is dropped and replay sends them.
  */
 export class WriterPool {
   private readonly workers: Worker[];
@@ -141,6 +154,8 @@ class Worker {
   private readonly log: Logger;
   /** Set at the shutdown deadline with a request still out: its late outcome is ignored. */
   private abandoned = false;
+  /** The delivery of a batch spooled in doubt, while its producer is still resolving it. */
+  private delivering: Promise<void> | undefined;
   lastWriteOk = true;
 
   constructor(
@@ -178,7 +193,8 @@ class Worker {
   }
 
   toDirect(): boolean {
-    if (this.path === 'direct') return false;
+    // Its in-doubt batch is still in the spool (or held by it): later records go behind it.
+    if (this.path === 'direct' || this.delivering) return false;
     this.path = 'direct';
     this.lastWriteOk = true;
     return true;
@@ -212,7 +228,8 @@ class Worker {
       while (this.queued > 0 && this.path === 'direct') {
         const batch = this.takeBatch();
         const unsent = await this.write(batch);
-        if (unsent.length > 0) this.spoolFrom(unsent);
+        // A batch left in doubt switched the worker to spooling: the queue goes behind it.
+        if (unsent.length > 0 || (this.path as WritePath) === 'spooling') this.spoolFrom(unsent);
       }
     } finally {
       this.running = undefined;
@@ -222,9 +239,22 @@ class Worker {
   /** Writes `batch`; returns the entries (a suffix, in order) that could not be written. */
   private async write(batch: Pending[]): Promise<Pending[]> {
     const t0 = performance.now();
-    try {
-      await this.client.send(batch.map((e) => e.record));
-    } catch (err) {
+    const delivery = this.client.send(batch.map((e) => e.record));
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([
+      delivery.then(
+        (): typeof OK => OK,
+        (err: unknown) => ({ err }),
+      ),
+      new Promise<typeof IN_DOUBT>((r) => (timer = setTimeout(() => r(IN_DOUBT), this.config.writeTimeoutMs))),
+    ]);
+    clearTimeout(timer);
+    if (outcome === IN_DOUBT) {
+      this.inDoubt(batch, delivery, t0);
+      return [];
+    }
+    if (outcome !== OK) {
+      const err = outcome.err;
       const kind = classifyKafkaError(err);
       this.deps.telemetry.writeError(kind, 'direct');
       if (refusedForGood(kind)) return this.writeSplit(batch, err, kind);
@@ -245,6 +275,67 @@ class Worker {
     return [];
   }
 
+  /**
+   * Kafka has not answered `batch` within KAFKA_WRITE_TIMEOUT_MS. Its producer keeps at it
+   * (same sequences); the batch goes to the spool marked in doubt, and the worker switches to the
+   * spooling path (run() spools the queue behind it). The delivery's outcome then deletes the rows (Kafka has them)
+   * or releases them for replay.
+   */
+  private inDoubt(batch: Pending[], delivery: Promise<void>, t0: number): void {
+    this.lastWriteOk = false;
+    this.deps.telemetry.writeError('timeout', 'direct');
+    this.fault.fail(new Error(`no acknowledgement within KAFKA_WRITE_TIMEOUT_MS (${this.config.writeTimeoutMs} ms)`), {
+      source: this.source,
+      msg: 'Kafka has not acknowledged a write in time; spooling records while the producer keeps retrying that batch (it is not replayed meanwhile)',
+      fields: { worker: this.index, kind: 'timeout', records: batch.length + this.queued, deliveryTimeoutMs: this.config.deliveryTimeoutMs },
+    });
+    let token: number | undefined;
+    if (!this.abandoned) {
+      try {
+        token = this.deps.spool.appendInDoubt(batch);
+      } catch (err) {
+        this.log.info({ records: batch.length, err: describeError(err) }, 'records left unacknowledged at shutdown');
+      }
+    }
+    // The caller (run) spools what follows it, in order.
+    if (this.path !== 'spooling') {
+      this.path = 'spooling';
+      this.onPathChange();
+    }
+    const resolved = (delivered: boolean): Pending[] => {
+      this.delivering = undefined;
+      if (token === undefined) return [];
+      try {
+        return this.deps.spool.resolveInDoubt(token, delivered);
+      } catch (err) {
+        this.log.debug({ err: describeError(err) }, 'in-doubt batch resolved after the spool closed');
+        return [];
+      }
+    };
+    this.delivering = delivery.then(
+      () => {
+        let bytes = 0;
+        for (const e of batch) bytes += e.bytes;
+        this.deps.telemetry.written(batch.length, bytes, performance.now() - t0, 'direct');
+        // Entries the spool had not committed yet were never acknowledged: Kafka has them now.
+        const unsettled = resolved(true);
+        if (unsettled.length > 0) this.deps.onWritten(unsettled);
+        this.log.info({ records: batch.length, ms: Math.round(performance.now() - t0) }, 'Kafka acknowledged the batch that was in doubt; its spooled copy is deleted');
+        this.deps.onInDoubtResolved?.();
+      },
+      (err: unknown) => {
+        const kind = classifyKafkaError(err);
+        this.deps.telemetry.writeError(kind, 'direct');
+        resolved(false);
+        this.log.warn(
+          { err: describeError(err), kind, records: batch.length, ms: Math.round(performance.now() - t0) },
+          'the batch that was in doubt was not delivered (failed for good or KAFKA_DELIVERY_TIMEOUT_MS passed); replay sends its spooled copy from a new producer (a duplicate if the first attempt had been written)',
+        );
+        this.deps.onInDoubtResolved?.();
+      },
+    );
+  }
+
   /** Kafka refused the batch for good (too large, invalid): halve it until single records remain; those are rejected. */
   private async writeSplit(batch: Pending[], err: unknown, kind: WriteErrorKind): Promise<Pending[]> {
     if (batch.length === 1) {
@@ -255,7 +346,8 @@ class Worker {
     }
     const mid = batch.length >> 1;
     const first = await this.write(batch.slice(0, mid));
-    if (first.length > 0) return first.concat(batch.slice(mid));
+    // Not written, or left in doubt (the worker then spools): the second half goes behind it.
+    if (first.length > 0 || this.path === 'spooling') return first.concat(batch.slice(mid));
     return this.write(batch.slice(mid));
   }
 
@@ -286,6 +378,12 @@ class Worker {
     if (this.running && remaining > 0) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([this.running, new Promise((r) => (timer = setTimeout(r, remaining)))]);
+      clearTimeout(timer);
+    }
+    if (this.delivering && deadlineMs - Date.now() > 0) {
+      // Its batch is durable in the spool; its outcome decides whether the rows go or stay.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.delivering, new Promise((r) => (timer = setTimeout(r, deadlineMs - Date.now())))]);
       clearTimeout(timer);
     }
     if (this.running) {

@@ -11,7 +11,7 @@
  * `locking_mode=EXCLUSIVE` before the first access (no -shm file: the WAL index lives in the
  * process). Beside it: `-wal`, and `-reserve` (SPOOL_RESERVE_BYTES of reserved space).
  *
- *     meta(k TEXT PRIMARY KEY, v TEXT)            -- schema_version
+ *     meta(k TEXT PRIMARY KEY, v TEXT)            -- schema_version, replay_sent_through
  *     state(k TEXT PRIMARY KEY, v TEXT)           -- StateStore: subscriptions, Sparkplug BIRTHs
  *     records(row_id INTEGER PRIMARY KEY AUTOINCREMENT,
  *             msg_id TEXT, key_hash INTEGER, topic TEXT, key TEXT NULL,
@@ -35,9 +35,35 @@
  * - before commit: nothing was acknowledged; the broker redelivers (persistent session).
  * - after commit, before PUBACK: the row is replayed; the broker also redelivers → a duplicate
  *   with a different message id but the `mqtt.dup` header set.
- * - after Kafka ack, before delete: the row is replayed again → a duplicate with the same
- *   message id (consumers drop it).
+ * - after Kafka ack, before delete: the row is at or below the replay mark (below), so the
+ *   next process reads the tail of its partition back first and deletes it instead of sending
+ *   it again. Only if Kafka cannot be read back then is it replayed (a duplicate with the same
+ *   message id, logged).
  * - during delete or vacuum: SQLite's WAL makes it all-or-nothing.
+ *
+ * ## Replay without repeats (the replay mark)
+ * meta `replay_sent_through` = R means: replay never handed a row above R to Kafka, in any
+ * process. The replayer raises R past a page before sending it; in steady state the next page's
+ * mark is written in the same transaction as the previous page's delete, so it costs no fsync
+ * of its own (a commit of its own only for the first pages of a replay run). After a restart the rows at or below R — at
+ * most the page whose delete was pending, the page in flight and the one marked ahead — are
+ * the only rows Kafka may have; the replayer reads the last max(2,000, 4 × n) records of each
+ * of their partitions (at most 200,000 in all; src/kafka/log-check.ts) and deletes the rows
+ * whose `mqtt.message_id` it finds. Why this and not recording producer ids and sequences:
+ * Kafka de-duplicates only a retry from the same producer id and epoch, and a restarted
+ * process cannot resume an idempotent (non-transactional) producer's id — InitProducerId gives
+ * it a new one — so recorded sequences could not make Kafka drop the repeat; reading the
+ * message ids back can. A new column was not needed: `meta` is a key-value table, and a spool
+ * file written before the mark existed opens with R = 0 (nothing to check).
+ *
+ * ## Batches in doubt
+ * A worker's batch Kafka has not answered within KAFKA_WRITE_TIMEOUT_MS is appended with
+ * appendInDoubt(): committed and acknowledged like any record, but read() stops before its
+ * rows (and so before everything behind them) until the producer that sent it, still retrying
+ * with the same sequences, resolves it: delivered → its rows are deleted (entries not yet
+ * committed are handed back to be settled as written); failed for good → the mark is dropped
+ * and they replay in order. The marks live in memory only: after a restart their producer is
+ * gone and the rows are ordinary rows.
  *
  * ## Group commit
  * append() buffers entries; one transaction commits everything buffered after
@@ -74,6 +100,14 @@ import type { HoldReason, Spool, SpoolDeps, SpoolRow, SpoolStats, StateStore } f
 const SCHEMA_VERSION = '1';
 const GROUP_MAX = 1000;
 const RETRY_MS = 1000;
+
+/** A batch whose delivery is in doubt: its entries not committed yet, and the row ids of those committed. */
+interface InDoubt {
+  readonly pending: Set<Pending>;
+  first: number;
+  last: number;
+  rows: number;
+}
 
 interface Row {
   row_id: number;
@@ -178,7 +212,8 @@ class SqliteSpool implements Spool {
   private readonly log: Logger;
   private readonly insert: Database.Statement;
   private readonly stmts: Record<'read' | 'deleteRange' | 'deleteReturning' | 'oldest', Database.Statement>;
-  private readonly insertMany: (entries: readonly Pending[]) => void;
+  /** Inserts in one transaction; returns the row ids given to in-doubt entries (empty when none). */
+  private readonly insertMany: (entries: readonly Pending[]) => [Pending, number][];
   private readonly headroom: Headroom;
   /** Commits failing (disk, I/O). */
   private readonly commitFault: FaultReporter;
@@ -187,6 +222,14 @@ class SqliteSpool implements Spool {
   /** Records held back by SPOOL_MAX_BYTES under the block policy. */
   private readonly fullFault: FaultReporter;
   private pending: Pending[] = [];
+  /** Batches whose delivery is in doubt (appendInDoubt), by token: read() stops before their rows. */
+  private readonly doubt = new Map<number, InDoubt>();
+  /** In-doubt entries not committed yet, and their token. */
+  private readonly doubtOf = new Map<Pending, number>();
+  private lastToken = 0;
+  /** The replay mark (meta `replay_sent_through`): no row above it was ever handed to Kafka by replay. */
+  private sentMark = 0;
+  private readonly setMark: Database.Statement;
   private timer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private rows = 0;
@@ -264,12 +307,18 @@ class SqliteSpool implements Spool {
       oldest: this.db.prepare('SELECT received_at FROM records ORDER BY row_id LIMIT 1').pluck(),
     };
     this.insertMany = this.db.transaction((entries: readonly Pending[]) => {
+      const track = this.doubtOf.size > 0;
+      const doubtful: [Pending, number][] = [];
       for (const e of entries) {
         const r = e.record;
-        this.insert.run(e.id, e.keyHash, r.topic, r.key, r.value, JSON.stringify(r.headers), e.receivedAtMs, e.bytes);
+        const info = this.insert.run(e.id, e.keyHash, r.topic, r.key, r.value, JSON.stringify(r.headers), e.receivedAtMs, e.bytes);
+        if (track && this.doubtOf.has(e)) doubtful.push([e, Number(info.lastInsertRowid)]);
       }
+      return doubtful;
     });
     this.state = stateStore(this.db);
+    this.setMark = this.db.prepare("INSERT INTO meta (k, v) VALUES ('replay_sent_through', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v");
+    this.sentMark = Number(this.db.prepare("SELECT v FROM meta WHERE k = 'replay_sent_through'").pluck().get() ?? 0);
     if (this.rows > 0) this.log.info({ rows: this.rows, bytes: this.bytes, path: config.path }, 'spool holds records from an earlier run; they are replayed first');
     this.startDiskWatch();
   }
@@ -318,8 +367,9 @@ class SqliteSpool implements Spool {
     if (this.pending.length === 0 || this.closed) return;
     const batch = this.admit();
     if (batch.length === 0) return;
+    let doubtful: [Pending, number][];
     try {
-      this.insertMany(batch);
+      doubtful = this.insertMany(batch);
     } catch (err) {
       // Rolled back: put the batch back in front, acknowledge nothing, retry later.
       this.pending = batch.concat(this.pending);
@@ -327,6 +377,7 @@ class SqliteSpool implements Spool {
       return;
     }
     this.commitFault.ok();
+    for (const [e, rowId] of doubtful) this.committedInDoubt(e, rowId);
     this.rows += batch.length;
     for (const e of batch) this.bytes += e.bytes;
     if (this.pending.length === 0 || this.heldBy === 'write_error') this.hold(undefined);
@@ -394,7 +445,10 @@ class SqliteSpool implements Spool {
             room -= e.bytes;
           } else dropped.push(e);
         }
-        if (dropped.length > 0) this.deps.onDroppedPending(dropped, 'spool_full_newest');
+        if (dropped.length > 0) {
+          this.forgetInDoubt(dropped);
+          this.deps.onDroppedPending(dropped, 'spool_full_newest');
+        }
         return fits;
       }
       case 'block': {
@@ -510,11 +564,78 @@ class SqliteSpool implements Spool {
     if (reason === 'max_bytes') this.fullFault.fail(undefined, { fields: { ...fields, maxBytes: this.config.maxBytes } });
   }
 
+  appendInDoubt(entries: readonly Pending[]): number {
+    if (this.closed) throw new BridgeError('BRIDGE_ERR_CLOSED', 'spool closed');
+    const token = ++this.lastToken;
+    this.doubt.set(token, { pending: new Set(entries), first: Infinity, last: -Infinity, rows: 0 });
+    for (const e of entries) this.doubtOf.set(e, token);
+    this.append(entries);
+    return token;
+  }
+
+  resolveInDoubt(token: number, delivered: boolean): Pending[] {
+    const d = this.doubt.get(token);
+    if (!d) return [];
+    this.doubt.delete(token);
+    for (const e of d.pending) this.doubtOf.delete(e);
+    if (!delivered) return [];
+    // Kafka has them: what is not committed yet leaves the spool (never acknowledged from here).
+    let taken: Pending[] = [];
+    if (d.pending.size > 0) {
+      taken = this.pending.filter((e) => d.pending.has(e));
+      this.pending = this.pending.filter((e) => !d.pending.has(e));
+    }
+    // One appendInDoubt() call's entries are contiguous in `pending` (FIFO), so their rows are one range.
+    if (d.rows > 0 && !this.closed) {
+      try {
+        this.deleteRange(d.first, d.last);
+      } catch (err) {
+        this.log.error(
+          { err: describeError(err), firstRowId: d.first, lastRowId: d.last },
+          'cannot delete spooled records Kafka has acknowledged (their delivery was in doubt); they will be replayed, as duplicates with the same message ids',
+        );
+      }
+    }
+    return taken;
+  }
+
+  private committedInDoubt(e: Pending, rowId: number): void {
+    const token = this.doubtOf.get(e);
+    if (token === undefined) return;
+    this.doubtOf.delete(e);
+    const d = this.doubt.get(token);
+    if (!d) return;
+    d.pending.delete(e);
+    d.rows++;
+    if (rowId < d.first) d.first = rowId;
+    if (rowId > d.last) d.last = rowId;
+  }
+
+  /** Entries dropped before they were stored: no longer part of their in-doubt batch. */
+  private forgetInDoubt(entries: readonly Pending[]): void {
+    if (this.doubtOf.size === 0) return;
+    for (const e of entries) {
+      const token = this.doubtOf.get(e);
+      if (token === undefined) continue;
+      this.doubtOf.delete(e);
+      this.doubt.get(token)?.pending.delete(e);
+    }
+  }
+
+  /** The lowest row id of a batch in doubt: read() stops before it. */
+  private doubtFloor(): number {
+    let floor = Infinity;
+    for (const d of this.doubt.values()) if (d.first < floor) floor = d.first;
+    return floor;
+  }
+
   read(afterRowId: number, limit: number, maxBytes: number): SpoolRow[] {
     const rows = this.stmts.read.all(afterRowId, limit) as Row[];
     const out: SpoolRow[] = [];
+    const floor = this.doubt.size > 0 ? this.doubtFloor() : Infinity;
     let size = 0;
     for (const r of rows) {
+      if (r.row_id >= floor) break;
       if (out.length > 0 && size + r.bytes > maxBytes) break;
       size += r.bytes;
       out.push({
@@ -529,8 +650,47 @@ class SqliteSpool implements Spool {
     return out;
   }
 
-  deleteRange(firstRowId: number, lastRowId: number): void {
-    const sizes = this.withRoom('delete', () => this.stmts.deleteReturning.all(firstRowId, lastRowId) as number[]);
+  sentThrough(): number {
+    return this.sentMark;
+  }
+
+  markSent(rowId: number): void {
+    if (rowId <= this.sentMark) return;
+    this.setMark.run(String(rowId));
+    this.sentMark = rowId;
+  }
+
+  deleteRows(rowIds: readonly number[]): void {
+    if (rowIds.length === 0) return;
+    const del = this.db.prepare('DELETE FROM records WHERE row_id = ? RETURNING bytes').pluck();
+    const sizes: number[] = [];
+    this.withRoom('delete', () =>
+      this.db.transaction(() => {
+        sizes.length = 0;
+        for (const id of rowIds) {
+          const b = del.get(id) as number | undefined;
+          if (b !== undefined) sizes.push(b);
+        }
+      })(),
+    );
+    let bytes = 0;
+    for (const b of sizes) bytes += b;
+    this.rows -= sizes.length;
+    this.bytes -= bytes;
+  }
+
+  deleteRange(firstRowId: number, lastRowId: number, sentThrough?: number): void {
+    const mark = sentThrough !== undefined && sentThrough > this.sentMark ? sentThrough : undefined;
+    const sizes = this.withRoom('delete', () =>
+      mark === undefined
+        ? (this.stmts.deleteReturning.all(firstRowId, lastRowId) as number[])
+        : this.db.transaction(() => {
+            const out = this.stmts.deleteReturning.all(firstRowId, lastRowId) as number[];
+            this.setMark.run(String(mark));
+            return out;
+          })(),
+    );
+    if (mark !== undefined) this.sentMark = mark;
     let bytes = 0;
     for (const b of sizes) bytes += b;
     this.rows -= sizes.length;
@@ -541,7 +701,8 @@ class SqliteSpool implements Spool {
   }
 
   takeHeld(): Pending[] {
-    if (this.rows > 0 || this.pending.length === 0) return [];
+    // In-doubt entries must not go to Kafka from here while their producer may still write them.
+    if (this.rows > 0 || this.pending.length === 0 || this.doubtOf.size > 0) return [];
     const held = this.pending;
     this.pending = [];
     if (this.timer) clearTimeout(this.timer);
@@ -583,9 +744,12 @@ class SqliteSpool implements Spool {
 
   stats(): SpoolStats {
     const oldest = this.rows > 0 ? (this.stmts.oldest.get() as number | undefined) : undefined;
+    let inDoubt = 0;
+    for (const d of this.doubt.values()) inDoubt += d.rows + d.pending.size;
     return {
       rows: this.rows,
       bytes: this.bytes,
+      inDoubt,
       oldestReceivedAtMs: oldest,
       pending: this.pending.length,
       blocked: this.heldBy !== undefined,

@@ -19,6 +19,8 @@ export interface SpoolStats {
   readonly oldestReceivedAtMs: number | undefined;
   /** Records accepted by append() and not yet committed. */
   readonly pending: number;
+  /** Records (rows and pending) whose delivery is in doubt (appendInDoubt), not replayed until it ends. */
+  readonly inDoubt?: number;
   /** True while a full disk or SPOOL_MAX_BYTES (policy block) holds commits back. */
   readonly blocked: boolean;
   /** Size of the database file plus WAL, in bytes. */
@@ -85,14 +87,45 @@ export interface StateStore {
  */
 export interface Spool {
   append(entries: readonly Pending[]): void;
-  /** Rows with rowId > afterRowId in rowId order, at most `limit` rows / about `maxBytes` bytes. */
+  /**
+   * Appends a batch whose delivery is still being resolved by the producer that sent it (its
+   * outcome is unknown: the request timed out, the leader moved). Stored and acknowledged like
+   * any appended record, but read() stops before its rows until resolveInDoubt(): replaying them
+   * from another producer while the first may still write them would write them twice. Returns
+   * the token for resolveInDoubt(). The marks live in memory: after a restart the rows are
+   * ordinary rows (their producer is gone).
+   */
+  appendInDoubt(entries: readonly Pending[]): number;
+  /**
+   * The delivery of `token` ended. `delivered`: Kafka has the records; their rows are deleted,
+   * and entries not yet committed are removed from the spool and returned (never acknowledged:
+   * the caller settles them as written). Not delivered: the rows become ordinary rows, replayed
+   * in order. Returns [] then.
+   */
+  resolveInDoubt(token: number, delivered: boolean): Pending[];
+  /**
+   * Rows with rowId > afterRowId in rowId order, at most `limit` rows / about `maxBytes` bytes,
+   * stopping before the first row whose delivery is in doubt (appendInDoubt).
+   */
   read(afterRowId: number, limit: number, maxBytes: number): SpoolRow[];
   /**
    * Deletes rows firstRowId..lastRowId (inclusive) after Kafka acknowledged them. On a full file
    * system it makes room first (checkpoint, then the reserve file); throws BRIDGE_ERR_SPOOL_DELETE
    * when the rows could still not be deleted (they stay; nothing else changed).
    */
-  deleteRange(firstRowId: number, lastRowId: number): void;
+  deleteRange(firstRowId: number, lastRowId: number, sentThrough?: number): void;
+  /**
+   * The replay mark: no row above it has ever been handed to Kafka by replay (in this or an
+   * earlier process). Kept in the spool's meta table; 0 when never set.
+   */
+  sentThrough(): number;
+  /**
+   * Raises the replay mark to `rowId`, committed (synchronous=FULL) before replay sends rows up
+   * to it. deleteRange(…, sentThrough) raises it in the delete's own transaction instead.
+   */
+  markSent(rowId: number): void;
+  /** Deletes these rows (found in Kafka after a restart); like deleteRange otherwise. */
+  deleteRows(rowIds: readonly number[]): void;
   /**
    * Removes and returns the records held back (appended, not committed) — only when the spool
    * holds no rows, so they are the oldest records of their keys and the caller may write them

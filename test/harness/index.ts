@@ -61,3 +61,4 @@ export { mountSmallFs, smallFsUnavailable, type SmallFs } from './small-fs.js';
 export { startDelayProxy, type DelayProxy, type DelayProxyOptions } from './delay-proxy.js';
 export { startRegistry, readTyped, checkKeyOrder, ensureRegistryInstalled, registryDir, readerVenv, type KeyOrder, type SchemaRegistry, type RegistryOptions, type TypedRecord, type ReadTypedOptions } from './registry.js';
 export { startBlackholeProxy, type BlackholeProxy, type BlackholeProxyOptions } from './blackhole-proxy.js';
+export { runJavaProducer, type JavaProducerOptions, type JavaProducerResult } from './java-producer.js';

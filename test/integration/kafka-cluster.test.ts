@@ -3,10 +3,12 @@ import {
   checkBadges,
   makeTempDir,
   publishBadges,
+  runJavaProducer,
   startBridgeProcess,
   startKafkaCluster,
   startMosquitto,
   type BridgeProcess,
+  type JavaProducerResult,
   type KafkaCluster,
   type KafkaNode,
   type Mosquitto,
@@ -17,9 +19,16 @@ import {
  * 8 partitions per topic) while brokers fail the way they do in production: the leader of most
  * partitions SIGKILLed mid-stream; that, then a second broker down for 15 s (below min ISR:
  * acks=all writes must fail and spool, never be acknowledged); and a rolling restart of all
- * three under load. Each test publishes QoS 1 messages from 500 badges with per-badge sequence
+ * three under load; the network path to the busiest leader going silent (a black hole, not a
+ * refusal) for 20 s. Each test publishes QoS 1 messages from 500 badges with per-badge sequence
  * numbers and reads the topic back with kcat (librdkafka, an independent client): 0 missing,
- * 0 out of order per badge, one partition per badge; duplicates are counted and reported.
+ * 0 out of order per badge, one partition per badge, and 0 duplicates: each fault heals within
+ * KAFKA_DELIVERY_TIMEOUT_MS (120 s), so every batch whose answer was lost is resolved by the
+ * producer that sent it (same producer id and sequences), which Kafka writes once.
+ *
+ * The anchor: beside the bridge, through the same fault at the same time, the Java producer
+ * (kafka-clients, enable.idempotence=true, acks=all, its defaults otherwise) writes the same
+ * badge records to a topic of its own, read back by the same reader; both figures are printed.
  *
  * The cluster starts once for the file (three JVMs on two cores take ~30 s).
  */
@@ -31,10 +40,12 @@ let cluster: KafkaCluster;
 const bridges: BridgeProcess[] = [];
 
 beforeAll(async () => {
-  [mosq, cluster] = await Promise.all([startMosquitto(), startKafkaCluster({ nodes: 3 })]);
-  for (const t of ['cluster-kill', 'cluster-minisr', 'cluster-rolling']) {
-    await cluster.createTopic(t, PARTITIONS, { replicationFactor: 3, configs: { 'min.insync.replicas': '2' } });
-    await cluster.waitInSync(t, 3);
+  [mosq, cluster] = await Promise.all([startMosquitto(), startKafkaCluster({ nodes: 3, clientPaths: ['bridge'] })]);
+  for (const t of ['cluster-kill', 'cluster-minisr', 'cluster-rolling', 'cluster-blackhole']) {
+    for (const topic of [t, `${t}-java`]) {
+      await cluster.createTopic(topic, PARTITIONS, { replicationFactor: 3, configs: { 'min.insync.replicas': '2' } });
+      await cluster.waitInSync(topic, 3);
+    }
   }
 }, 180_000);
 
@@ -43,7 +54,7 @@ afterAll(async () => {
   await Promise.all([mosq?.stop(), cluster?.stop()]);
 });
 
-async function bridge(name: string): Promise<BridgeProcess> {
+async function bridge(name: string, brokers = cluster.bootstrap): Promise<BridgeProcess> {
   const dir = makeTempDir(`cluster-${name}-`);
   const b = await startBridgeProcess({
     logDir: dir,
@@ -52,7 +63,7 @@ async function bridge(name: string): Promise<BridgeProcess> {
       MQTT_PORT: String(mosq.port),
       MQTT_TOPIC: `cluster/${name}/#`,
       MQTT_CLIENT_ID: `cluster-${name}`,
-      KAFKA_BROKERS: cluster.bootstrap,
+      KAFKA_BROKERS: brokers,
       KAFKA_TOPIC: `cluster-${name}`,
       KAFKA_WRITE_TIMEOUT_MS: '5000',
       KAFKA_CONNECT_TIMEOUT_MS: '2000',
@@ -60,10 +71,32 @@ async function bridge(name: string): Promise<BridgeProcess> {
       SPOOL_PATH: `${dir}/spool.db`,
       // Each failed write at debug: the test prints the kinds and errors it saw.
       LOG_LEVEL: 'debug',
+      // To measure what an outage longer than the delivery timeout costs (the 0-duplicate
+      // assertions then fail by design): CLUSTER_DELIVERY_TIMEOUT_MS=8000 npx vitest run … -t 'min ISR'.
+      ...(process.env.CLUSTER_DELIVERY_TIMEOUT_MS ? { KAFKA_DELIVERY_TIMEOUT_MS: process.env.CLUSTER_DELIVERY_TIMEOUT_MS } : {}),
     },
   });
   bridges.push(b);
   return b;
+}
+
+/** The Java producer through the same fault: same records, same rate, its own topic. */
+function javaAnchor(name: string, perBadge: number, ratePerS: number, bootstrap = cluster.bootstrap): Promise<JavaProducerResult> {
+  const dir = makeTempDir(`cluster-${name}-java-`);
+  const run = runJavaProducer({ bootstrap, topic: `cluster-${name}-java`, badges: BADGES, perBadge, ratePerS, logFile: `${dir}/java.log` });
+  run.catch(() => undefined);
+  return run;
+}
+
+/** Reads the Java producer's topic back with the same reader and prints its figures beside ours. */
+async function reportJava(name: string, run: Promise<JavaProducerResult>, perBadge: number): Promise<void> {
+  const r = await run;
+  const records = await cluster.readTopic(`cluster-${name}-java`, { expected: r.acked, timeoutMs: 60_000 });
+  const check = checkBadges(records, BADGES, perBadge);
+  console.log(
+    `[cluster ${name}] java producer (idempotent, acks=all): sent ${r.sent}, acked ${r.acked}, failed ${r.failed}, read ${records.length}, ` +
+      `missing ${check.missing.length}, duplicates ${check.duplicates}, out of order ${check.outOfOrder.length}${r.firstError ? `, first error ${r.firstError}` : ''}`,
+  );
 }
 
 /** The node leading most partitions of `topic`. */
@@ -101,6 +134,9 @@ async function settleAndCheck(b: BridgeProcess, name: string, published: number,
   expect(check.outOfOrder).toEqual([]);
   expect(check.splitPartitions).toEqual([]);
   expect(check.distinct).toBe(published);
+  // Every fault here heals within KAFKA_DELIVERY_TIMEOUT_MS: the producer that sent a batch
+  // resolves it with the same sequences, and Kafka writes it once.
+  expect(check.duplicates).toBe(0);
   expect(await b.metric('mqtt_kafka_dropped_total')).toBe(0);
 }
 
@@ -108,6 +144,7 @@ describe('Kafka cluster faults', () => {
   it('loses nothing and keeps per-badge order when the leader of most partitions is SIGKILLed mid-stream', async () => {
     const b = await bridge('kill');
     const perBadge = 80; // 40,000 messages at 2,000 msg/s: the kill lands 5 s in
+    const java = javaAnchor('kill', perBadge, 2000);
     let victim: KafkaNode | undefined;
     let kill: Promise<void> | undefined;
     const published = await publishBadges({
@@ -128,14 +165,16 @@ describe('Kafka cluster faults', () => {
     await kill;
     expect(published).toBe(BADGES * perBadge);
     await settleAndCheck(b, 'kill', published, perBadge);
+    await reportJava('kill', java, perBadge);
     await b.proc.stop('SIGTERM');
     await victim!.start();
     await cluster.waitInSync('cluster-kill', 3, 90_000);
-  });
+  }, 240_000);
 
   it('spools instead of acknowledging while two of three brokers are down (below min ISR), and loses nothing when both return', async () => {
     const b = await bridge('minisr');
     const perBadge = 80;
+    const java = javaAnchor('minisr', perBadge, 2000);
     let first: KafkaNode | undefined;
     let second: KafkaNode | undefined;
     let firstKill: Promise<void> | undefined;
@@ -182,13 +221,15 @@ describe('Kafka cluster faults', () => {
     expect(window.spooled[1]).toBeGreaterThan(window.spooled[0]!);
     await cluster.waitInSync('cluster-minisr', 2, 120_000);
     await settleAndCheck(b, 'minisr', published, perBadge);
+    await reportJava('minisr', java, perBadge);
     await b.proc.stop('SIGTERM');
     await cluster.waitInSync('cluster-minisr', 3, 90_000);
-  });
+  }, 300_000);
 
   it('loses nothing and keeps per-badge order through a rolling restart of all three brokers under load', async () => {
     const b = await bridge('rolling');
     const perBadge = 120; // 60,000 messages at 1,500 msg/s: publishing lasts through the roll
+    const java = javaAnchor('rolling', perBadge, 1500);
     let roll: Promise<void> | undefined;
     const published = await publishBadges({
       url: mosq.url,
@@ -214,6 +255,39 @@ describe('Kafka cluster faults', () => {
     await roll;
     expect(published).toBe(BADGES * perBadge);
     await settleAndCheck(b, 'rolling', published, perBadge);
+    await reportJava('rolling', java, perBadge);
     await b.proc.stop('SIGTERM');
-  });
+  }, 300_000);
+
+  it('writes everything once when the path to the busiest leader goes silent for 20 s (a black hole, shorter than the delivery timeout)', async () => {
+    const path = cluster.path('bridge');
+    const b = await bridge('blackhole', path.bootstrap);
+    const perBadge = 80; // 40,000 messages at 2,000 msg/s: the black hole opens 5 s in
+    const java = javaAnchor('blackhole', perBadge, 2000, path.bootstrap);
+    let hole: Promise<void> | undefined;
+    const published = await publishBadges({
+      url: mosq.url,
+      badges: BADGES,
+      perBadge,
+      ratePerS: 2000,
+      topic: (id) => `cluster/blackhole/${id}`,
+      onProgress: (n) => {
+        if (n === 10_000) {
+          hole = (async () => {
+            const victim = await busiestLeader('cluster-blackhole');
+            // Requests to it are accepted and never answered; the broker itself stays a healthy
+            // member of the cluster (its followers stay in sync), so it stays the leader.
+            path.blackhole([victim.id]);
+            await sleep(20_000);
+            path.heal([victim.id]);
+          })();
+        }
+      },
+    });
+    await hole;
+    expect(published).toBe(BADGES * perBadge);
+    await settleAndCheck(b, 'blackhole', published, perBadge);
+    await reportJava('blackhole', java, perBadge);
+    await b.proc.stop('SIGTERM');
+  }, 240_000);
 });

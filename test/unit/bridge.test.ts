@@ -180,8 +180,13 @@ function harness(env: Record<string, string> = {}, transform?: Transform) {
       });
       spool = {
         append: (es) => real.append(es),
+        appendInDoubt: (es) => real.appendInDoubt(es),
+        resolveInDoubt: (t, d) => real.resolveInDoubt(t, d),
         read: (a, l, m) => real.read(a, l, m),
-        deleteRange: (a, b) => real.deleteRange(a, b),
+        deleteRange: (a, b, m) => real.deleteRange(a, b, m),
+        sentThrough: () => real.sentThrough(),
+        markSent: (r) => real.markSent(r),
+        deleteRows: (ids) => real.deleteRows(ids),
         expire: (n) => real.expire(n),
         flush: () => {
           world.events.push('spool.flush');

@@ -121,6 +121,7 @@ export function kafkaConfig(over: Partial<Config['kafka']> = {}): Config['kafka'
     batchMaxMessages: 1000,
     batchMaxBytes: 1_000_000,
     writeTimeoutMs: 1000,
+    deliveryTimeoutMs: 30_000,
     connectTimeoutMs: 1000,
     compression: 'none',
     ...over,

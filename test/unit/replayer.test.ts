@@ -5,6 +5,7 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.js';
 import { fnv1a } from '../../src/kafka/hash.js';
+import type { CheckedRecord, SentCheck } from '../../src/kafka/log-check.js';
 import { Replayer } from '../../src/kafka/replayer.js';
 import { kafkaWriteFault } from '../../src/kafka/writer-pool.js';
 import type { Pending, WriteErrorKind } from '../../src/kafka/types.js';
@@ -57,6 +58,8 @@ interface HarnessOptions {
   statfs?: () => { freeBytes: number; sizeBytes: number };
   /** Logger of the replayer (default silent). */
   logger?: pino.Logger;
+  /** What reading Kafka back finds (replay after a restart). */
+  sentCheck?: SentCheck;
 }
 
 function harness(opts: HarnessOptions = {}) {
@@ -113,6 +116,7 @@ function harness(opts: HarnessOptions = {}) {
       onRejected: async (row, kind) => {
         rejected.push({ row, kind });
       },
+      sentCheck: opts.sentCheck,
     },
   );
   replayers.push({ replayer, client });
@@ -351,12 +355,17 @@ describe('replayer: spool faults', () => {
   /** The real spool, with deleteRange failing (SQLITE_FULL, as on a full file system) while `failing()` says so. */
   const failingDeletes = (failing: () => boolean, calls: { n: number }) => (s: Spool): Spool => ({
     append: (es) => s.append(es),
+    appendInDoubt: (es) => s.appendInDoubt(es),
+    resolveInDoubt: (t, d) => s.resolveInDoubt(t, d),
     read: (after, limit, maxBytes) => s.read(after, limit, maxBytes),
-    deleteRange: (a, b) => {
+    deleteRange: (a, b, m) => {
       calls.n++;
       if (failing()) throw Object.assign(new Error('database or disk is full'), { name: 'SqliteError', code: 'SQLITE_FULL' });
-      s.deleteRange(a, b);
+      s.deleteRange(a, b, m);
     },
+    sentThrough: () => s.sentThrough(),
+    markSent: (r) => s.markSent(r),
+    deleteRows: (ids) => s.deleteRows(ids),
     expire: (now) => s.expire(now),
     flush: () => s.flush(),
     stats: () => s.stats(),
@@ -501,5 +510,69 @@ describe('replayer: Kafka failures are one fault, not a line per run', () => {
     expect(mine.filter((l) => l.level !== 'debug').map((l) => l.level)).toEqual(['warn', 'info']);
     expect(mine[1]!.failures).toBe(20);
     expect(await metric(h.telemetry, 'spool_replay_runs_total', { result: 'failed' })).toBe(20);
+  });
+});
+
+describe('replayer: no repeats after a restart', () => {
+  /** A Kafka read-back that "finds" these ids, and remembers what it was asked. */
+  const kafkaHas = (has: readonly string[], asked: CheckedRecord[][]): SentCheck => ({
+    inKafka: async (records) => {
+      asked.push([...records]);
+      return new Set(records.map((r) => r.id).filter((id) => has.includes(id)));
+    },
+  });
+
+  it('raises the replay mark past a page before sending it, and the next page rides in the delete', async () => {
+    const h = harness({ kafka: { batchMaxMessages: 2 } });
+    const es = Array.from({ length: 6 }, () => entry());
+    h.fill(es);
+    const rowIds = h.spool.read(0, 100, 1e12).map((r) => r.rowId);
+    h.client.mode = 'hang';
+    const marks: number[] = [];
+    h.client.onSend = () => marks.push(h.spool.sentThrough());
+    const run = h.replayer.runOnce();
+    for (let i = 0; i < 3; i++) {
+      await tick();
+      h.client.release();
+    }
+    await run;
+    // Each page was covered by the mark before it went out.
+    expect(marks.length).toBe(3);
+    marks.forEach((m, i) => expect(m).toBeGreaterThanOrEqual(rowIds[2 * i + 1]!));
+    expect(spooledIds(h.spool)).toEqual([]);
+  });
+
+  it('after a restart, deletes the rows at or below the mark that Kafka has and sends only the rest, in order', async () => {
+    const asked: CheckedRecord[][] = [];
+    const es = Array.from({ length: 6 }, () => entry());
+    const h = harness({ kafka: { batchMaxMessages: 2 }, sentCheck: kafkaHas([es[0]!.id, es[1]!.id, es[2]!.id], asked) });
+    h.fill(es);
+    const rowIds = h.spool.read(0, 100, 1e12).map((r) => r.rowId);
+    // The earlier process had sent through the 4th row (pages 1 and 2); Kafka has the first three.
+    h.spool.markSent(rowIds[3]!);
+    await h.replayer.runOnce();
+    expect(asked.map((a) => a.map((r) => r.id))).toEqual([ids(es.slice(0, 4))]);
+    expect(h.client.acked.flat().map((r) => r.headers['mqtt.message_id'])).toEqual(ids(es.slice(3)));
+    expect(spooledIds(h.spool)).toEqual([]);
+  });
+
+  it('replays them all (and says so) when Kafka cannot be read back', async () => {
+    const cap = captureLogger('info');
+    const es = Array.from({ length: 3 }, () => entry());
+    const h = harness({ logger: cap.logger, sentCheck: { inKafka: async () => Promise.reject(new Error('group authorization failed')) } });
+    h.fill(es);
+    h.spool.markSent(h.spool.read(0, 100, 1e12)[1]!.rowId);
+    await h.replayer.runOnce();
+    expect(h.client.acked.flat().map((r) => r.headers['mqtt.message_id'])).toEqual(ids(es));
+    expect(cap.lines.some((l) => /could not read Kafka back/.test(String(l.msg)))).toBe(true);
+  });
+
+  it('checks nothing when the mark is below every row (nothing was sent before the restart)', async () => {
+    const asked: CheckedRecord[][] = [];
+    const h = harness({ sentCheck: kafkaHas([], asked) });
+    h.fill([entry(), entry()]);
+    await h.replayer.runOnce();
+    expect(asked).toEqual([]);
+    expect(h.client.acked.flat().length).toBe(2);
   });
 });

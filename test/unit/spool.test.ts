@@ -264,3 +264,106 @@ describe('spool: durable state', () => {
     expect(b.spool.stats().rows).toBe(0);
   });
 });
+
+describe('spool: batches whose delivery is in doubt', () => {
+  it('stores and acknowledges an in-doubt batch, but read() stops before it and everything behind it', () => {
+    const h = harness(tmp());
+    h.spool.append([entry(0), entry(1)]);
+    const token = h.spool.appendInDoubt([entry(2), entry(3)]);
+    h.spool.append([entry(4)]);
+    h.spool.flush();
+    expect(h.committed).toEqual([0, 1, 2, 3, 4]);
+    expect(h.spool.stats()).toMatchObject({ rows: 5, inDoubt: 2 });
+    expect(values(h.spool)).toEqual(['v0', 'v1']);
+    // Not delivered: the rows become ordinary rows, replayed in order.
+    expect(h.spool.resolveInDoubt(token, false)).toEqual([]);
+    expect(values(h.spool)).toEqual(['v0', 'v1', 'v2', 'v3', 'v4']);
+    expect(h.spool.stats()).toMatchObject({ rows: 5, inDoubt: 0 });
+  });
+
+  it('deletes exactly the in-doubt rows once Kafka acknowledged their batch', () => {
+    const h = harness(tmp());
+    h.spool.append([entry(0)]);
+    const token = h.spool.appendInDoubt([entry(1), entry(2), entry(3)]);
+    h.spool.append([entry(4), entry(5)]);
+    h.spool.flush();
+    expect(h.spool.resolveInDoubt(token, true)).toEqual([]);
+    expect(values(h.spool)).toEqual(['v0', 'v4', 'v5']);
+    expect(h.spool.stats()).toMatchObject({ rows: 3, inDoubt: 0 });
+    // Resolving twice changes nothing.
+    expect(h.spool.resolveInDoubt(token, true)).toEqual([]);
+    expect(values(h.spool)).toEqual(['v0', 'v4', 'v5']);
+  });
+
+  it('hands back in-doubt entries not committed yet when their batch was delivered (never acknowledged from the spool)', () => {
+    const h = harness(tmp(), { commitLingerMs: 60_000 });
+    h.spool.append([entry(0)]);
+    const token = h.spool.appendInDoubt([entry(1), entry(2)]);
+    h.spool.append([entry(3)]);
+    expect(h.spool.stats()).toMatchObject({ pending: 4, inDoubt: 2 });
+    expect(h.spool.resolveInDoubt(token, true).map((e) => e.seq)).toEqual([1, 2]);
+    h.spool.flush();
+    expect(h.committed).toEqual([0, 3]);
+    expect(values(h.spool)).toEqual(['v0', 'v3']);
+  });
+
+  it('keeps several in-doubt batches apart: one resolved still blocks reads at the other', () => {
+    const h = harness(tmp());
+    const a = h.spool.appendInDoubt([entry(0), entry(1)]);
+    h.spool.append([entry(2)]);
+    const b = h.spool.appendInDoubt([entry(3)]);
+    h.spool.append([entry(4)]);
+    h.spool.flush();
+    expect(values(h.spool)).toEqual([]);
+    h.spool.resolveInDoubt(a, true);
+    expect(values(h.spool)).toEqual(['v2']);
+    h.spool.resolveInDoubt(b, false);
+    expect(values(h.spool)).toEqual(['v2', 'v3', 'v4']);
+  });
+
+  it('does not hand held-back records to Kafka directly while some of them are in doubt', () => {
+    const h = harness(tmp(), { commitLingerMs: 60_000 });
+    const token = h.spool.appendInDoubt([entry(0)]);
+    h.spool.append([entry(1)]);
+    expect(h.spool.takeHeld()).toEqual([]);
+    h.spool.resolveInDoubt(token, false);
+    expect(h.spool.takeHeld().map((e) => e.seq)).toEqual([0, 1]);
+  });
+
+  it('forgets in-doubt marks at a restart: the rows are ordinary rows again (their producer is gone)', () => {
+    const dir = tmp();
+    const h = harness(dir);
+    h.spool.appendInDoubt([entry(0), entry(1)]);
+    h.spool.flush();
+    h.spool.close();
+    open.splice(0);
+    const again = harness(dir);
+    expect(values(again.spool)).toEqual(['v0', 'v1']);
+    expect(again.spool.stats().inDoubt).toBe(0);
+  });
+});
+
+describe('spool: the replay mark', () => {
+  it('is 0 on a spool that never had one (an existing file needs no migration), only rises, and survives a reopen', () => {
+    const dir = tmp();
+    const h = harness(dir);
+    expect(h.spool.sentThrough()).toBe(0);
+    h.spool.append([entry(0), entry(1), entry(2), entry(3)]);
+    h.spool.flush();
+    const [r0, r1, r2] = h.spool.read(0, 10, 1e12).map((r) => r.rowId);
+    h.spool.markSent(r1!);
+    h.spool.markSent(r0!);
+    expect(h.spool.sentThrough()).toBe(r1);
+    // Raised in the delete's own transaction.
+    h.spool.deleteRange(r0!, r0!, r2);
+    expect(h.spool.sentThrough()).toBe(r2);
+    h.spool.deleteRows([r2!, 9999]);
+    expect(values(h.spool)).toEqual(['v1', 'v3']);
+    expect(h.spool.stats().rows).toBe(2);
+    h.spool.close();
+    open.splice(0);
+    const again = harness(dir);
+    expect(again.spool.sentThrough()).toBe(r2);
+    expect(values(again.spool)).toEqual(['v1', 'v3']);
+  });
+});

@@ -21,10 +21,30 @@ class FakeSpool implements Spool {
     if (this.closed) throw new Error('spool closed');
     this.appended.push(...entries);
   }
+  /** Batches appended in doubt (by token), and how each was resolved. */
+  readonly inDoubt = new Map<number, { entries: Pending[]; resolved?: boolean }>();
+  /** Entries resolveInDoubt(…, true) hands back as not yet committed (a test sets it). */
+  uncommitted = new Set<Pending>();
+  appendInDoubt(entries: readonly Pending[]): number {
+    this.append(entries);
+    const token = this.inDoubt.size + 1;
+    this.inDoubt.set(token, { entries: [...entries] });
+    return token;
+  }
+  resolveInDoubt(token: number, delivered: boolean): Pending[] {
+    const d = this.inDoubt.get(token)!;
+    d.resolved = delivered;
+    return delivered ? d.entries.filter((e) => this.uncommitted.has(e)) : [];
+  }
   read(): SpoolRow[] {
     return [];
   }
   deleteRange(): void {}
+  sentThrough(): number {
+    return 0;
+  }
+  markSent(): void {}
+  deleteRows(): void {}
   expire(): number {
     return 0;
   }
@@ -437,7 +457,8 @@ describe('writer pool: close(deadline)', () => {
 
   it('leaves the queue unacknowledged when a write still hangs at the deadline (the broker redelivers it in order)', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
-    const h = harness({ workers: 1 });
+    // The deadline comes before KAFKA_WRITE_TIMEOUT_MS (which would spool the batch in doubt).
+    const h = harness({ workers: 1, writeTimeoutMs: 10_000 });
     const c = h.client(0);
     c.mode = 'hang';
     const inFlight = entry('k');
@@ -520,5 +541,73 @@ describe('writer pool: telemetry', () => {
     expect(await metric(h.telemetry, 'kafka_up')).toBe(1);
     h.telemetry.writeError('timeout', 'direct');
     expect(await metric(h.telemetry, 'kafka_up')).toBe(0);
+  });
+});
+
+describe('writer pool: a write left in doubt is resolved by the producer that sent it', () => {
+  /** One worker whose first write hangs past KAFKA_WRITE_TIMEOUT_MS (1000 ms), with a queue behind it. */
+  async function inDoubt() {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    const h = harness({ workers: 1 });
+    const c = h.client(0);
+    c.mode = 'hang';
+    const sent = [entry('a')];
+    for (const e of sent) h.pool.submit(e);
+    await vi.advanceTimersByTimeAsync(0);
+    const queued = [entry('b'), entry('a'), entry('c')];
+    for (const e of queued) h.pool.submit(e);
+    await vi.advanceTimersByTimeAsync(999);
+    // Within the write timeout nothing is spooled.
+    expect(h.spool.appended).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    return { h, c, sent, queued };
+  }
+
+  it('spools the batch marked in doubt, then its queue, then later records, and sends nothing else meanwhile', async () => {
+    const { h, c, sent, queued } = await inDoubt();
+    expect(h.pool.spoolingWorkers).toBe(1);
+    expect(ids(h.spool.appended)).toEqual([...ids(sent), ...ids(queued)]);
+    expect([...h.spool.inDoubt.values()].map((d) => ids(d.entries))).toEqual([ids(sent)]);
+    const later = entry('a');
+    h.pool.submit(later);
+    expect(ids(h.spool.appended)).toEqual([...ids(sent), ...ids(queued), later.id]);
+    // One request in flight, never re-sent by the worker: only the producer retries it.
+    expect(c.batches.map(recIds)).toEqual([ids(sent)]);
+    expect(h.written).toEqual([]);
+    // While the delivery runs, the replayer's drain cannot switch the worker back.
+    h.pool.switchAllToDirect();
+    expect(h.pool.spoolingWorkers).toBe(1);
+  });
+
+  it('deletes the spooled copy when the delivery succeeds (settling only what the spool had not committed)', async () => {
+    const { h, c, sent } = await inDoubt();
+    h.spool.uncommitted.add(sent[0]!);
+    c.release();
+    await vi.advanceTimersByTimeAsync(0);
+    expect([...h.spool.inDoubt.values()][0]!.resolved).toBe(true);
+    expect(ids(h.written)).toEqual([sent[0]!.id]);
+    h.pool.switchAllToDirect();
+    expect(h.pool.spoolingWorkers).toBe(0);
+  });
+
+  it('releases the spooled copy for replay when the delivery fails for good', async () => {
+    const { h, c } = await inDoubt();
+    c.release(connectionError());
+    await vi.advanceTimersByTimeAsync(0);
+    expect([...h.spool.inDoubt.values()][0]!.resolved).toBe(false);
+    expect(h.written).toEqual([]);
+    expect(h.pool.spoolingWorkers).toBe(1);
+  });
+
+  it('at shutdown waits (until the deadline) for the delivery so its outcome is known', async () => {
+    const { h, c } = await inDoubt();
+    let closed = false;
+    const closing = h.pool.close(Date.now() + 5000).then(() => (closed = true));
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(closed).toBe(false);
+    c.release();
+    await vi.advanceTimersByTimeAsync(0);
+    await closing;
+    expect([...h.spool.inDoubt.values()][0]!.resolved).toBe(true);
   });
 });
