@@ -10,6 +10,7 @@ import { createKafkaFactory } from './kafka/platformatic-client.js';
 import { buildKafkaSecurity } from './kafka/security.js';
 import { applySharedGroup } from './mqtt/shared-group.js';
 import { createMqttSource } from './mqtt/source.js';
+import { createGroupSource, type GroupSource } from './sessions/source.js';
 import { buildMqttClientOptions } from './mqtt/tls.js';
 import { redactUrl } from './observability/logger.js';
 import { startHttpServer } from './observability/http.js';
@@ -66,6 +67,9 @@ export async function runBridge(config: Config, logger: Logger, opts: { transfor
   const registry = await startRegistryFor(config, transform, { logger, telemetry });
   const clientOptions = buildMqttClientOptions(config.mqtt);
   const kafka = createKafkaFactory(config.kafka, { logger, security: buildKafkaSecurity(config.kafka) });
+  // BRIDGE_GROUP: the MQTT sessions belong to the group; this replica connects the ones it is assigned.
+  const sessions = config.sessions;
+  let groupSource: GroupSource | undefined;
   const bridge = new Bridge({
     config,
     logger,
@@ -73,12 +77,16 @@ export async function runBridge(config: Config, logger: Logger, opts: { transfor
     transform,
     kafka,
     openSpool: (deps) => openSqliteSpool(config.spool, { ...deps, logger }),
-    createSource: (onMessage, { state }) => createMqttSource(mqttConfig, { onMessage, logger, telemetry, clientOptions, state }),
+    createSource: (onMessage, { state }) =>
+      sessions
+        ? (groupSource = createGroupSource(mqttConfig, sessions, { onMessage, logger, telemetry, clientOptions, state, kafka: config.kafka, kafkaSecurity: buildKafkaSecurity(config.kafka) }))
+        : createMqttSource(mqttConfig, { onMessage, logger, telemetry, clientOptions, state }),
+    ...(sessions ? { sessionsStatus: () => groupSource?.status() } : {}),
     ...(registry ? { registryStatus: () => registry.status() } : {}),
   });
   const http = await startHttpServer(config.http, { telemetry, health: bridge, logger });
   logger.info(
-    { mqtt: redactUrl(config.mqtt.url), topics: mqttConfig.topics, routes: config.mapping.routesFile ?? null, clientId: config.mqtt.clientId, sharedGroup: config.mqtt.sharedGroup ?? null, kafka: config.kafka.brokers, workers: config.kafka.workers, spool: config.spool.path },
+    { mqtt: redactUrl(config.mqtt.url), topics: mqttConfig.topics, routes: config.mapping.routesFile ?? null, clientId: config.mqtt.clientId, sharedGroup: config.mqtt.sharedGroup ?? null, group: sessions ? { name: sessions.group, instance: sessions.instanceId, sessions: sessions.count } : null, kafka: config.kafka.brokers, workers: config.kafka.workers, spool: config.spool.path },
     'bridge starting',
   );
   // Not awaited: an unreachable broker is a runtime fault reported by /readyz, not a crash.
@@ -101,7 +109,8 @@ export async function runBridge(config: Config, logger: Logger, opts: { transfor
         config,
         logger,
         drainBridge: (o) => bridge.drainForScaleDown(o),
-        endSession: () => endMqttSession(mqttConfig, clientOptions),
+        // A group's sessions are not this replica's to end: the others hold them on.
+        endSession: () => (sessions ? Promise.resolve() : endMqttSession(mqttConfig, clientOptions)),
         countSpoolRows: () => countSpoolRowsOnDisk(config.spool.path),
       }).finally(() => http.server.close());
       return draining;

@@ -11,6 +11,7 @@ import type { HealthState } from '../observability/http.js';
 import type { Telemetry } from '../observability/telemetry.js';
 import type { Spool, SpoolDeps, SpoolRow, StateStore } from '../spool/types.js';
 import type { RegistryStatus } from '../registry/types.js';
+import type { SessionsStatus } from '../sessions/source.js';
 import { HeldRecords } from './held.js';
 import { HEADER, deadLetterRecord, pending, recordBytes, standardHeaders } from './records.js';
 import type { DeadLetterReason, Transform, TransformResult } from './types.js';
@@ -33,6 +34,8 @@ export interface BridgeParts {
   readonly createSource: (onMessage: (msg: InboundMessage) => void, deps: { readonly state: StateStore }) => MqttSource;
   /** The schema registry's state, when routes use one (src/registry): for /readyz. */
   readonly registryStatus?: () => RegistryStatus;
+  /** With BRIDGE_GROUP: which sessions this replica holds (src/sessions): for /readyz. */
+  readonly sessionsStatus?: () => SessionsStatus | undefined;
 }
 
 /** Why intake is paused, as /readyz reports it (`intakePaused`); null while reading. */
@@ -322,7 +325,8 @@ export class Bridge implements HealthState {
   }
 
   ready(): { ok: boolean; detail: Record<string, unknown> } {
-    const subscribed = this.source.state === 'subscribed';
+    // A standby (BRIDGE_GROUP, no session held) is ready: it takes a session over at any moment.
+    const subscribed = this.source.state === 'subscribed' || this.source.state === 'standby';
     const spoolStats = this.spool.stats();
     const spooling = this.pool.spoolingWorkers > 0;
     const kafkaWritable = !spooling && this.pool.lastWriteOk;
@@ -352,6 +356,7 @@ export class Bridge implements HealthState {
         intakePaused: this.intakePaused(spoolStats.blocked),
         ...(kafkaProblem ? { kafkaProblem } : {}),
         ...registryDetail,
+        ...(this.parts.sessionsStatus ? { sessions: this.parts.sessionsStatus() ?? null } : {}),
       },
     };
   }

@@ -6,7 +6,7 @@ import { ConfigError } from '../errors.js';
 import { isSharedFilter, sharedGroupProblem } from '../mqtt/shared-group.js';
 import { redactUrl } from '../observability/logger.js';
 import { VARS } from './spec.js';
-import type { Config, KafkaCompression, MessageSchemaConfig, RegistryConfig, SaslMechanism, TlsConfig } from './types.js';
+import type { Config, KafkaCompression, MessageSchemaConfig, RegistryConfig, SaslMechanism, SessionsConfig, TlsConfig } from './types.js';
 
 export interface LoadDeps {
   hostname?: () => string;
@@ -93,15 +93,18 @@ export function loadConfig(env: NodeJS.ProcessEnv, deps: LoadDeps = {}): Config 
     if (problem) problems.push(`SPOOL_PATH: ${problem}`);
   }
 
+  const host = (deps.hostname ?? osHostname)();
+  const sessions = resolveSessions(v, env, host, problems);
+
   if (problems.length > 0) throw new ConfigError(problems);
 
-  const host = (deps.hostname ?? osHostname)();
   const config: Config = {
     mqtt: {
       url: mqttUrl,
       topics: (v.MQTT_TOPIC as string[] | undefined) ?? [],
-      clientId: (v.MQTT_CLIENT_ID as string).replaceAll('%h', host),
-      sharedGroup: v.MQTT_SHARED_GROUP as string | undefined,
+      clientId: env.MQTT_CLIENT_ID === undefined && sessions ? sessions.group : (v.MQTT_CLIENT_ID as string).replaceAll('%h', host),
+      // Several sessions of a group split the stream in a shared subscription.
+      sharedGroup: (v.MQTT_SHARED_GROUP as string | undefined) ?? (sessions && sessions.count > 1 ? sessions.group : undefined),
       qos: v.MQTT_QOS as 0 | 1,
       protocolVersion: v.MQTT_VERSION as 4 | 5,
       sessionExpiryS: v.MQTT_SESSION_EXPIRY_S as number,
@@ -152,6 +155,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, deps: LoadDeps = {}): Config 
     http: { port: v.HEALTH_PORT as number, host: v.HEALTH_HOST as string },
     logLevel: v.LOG_LEVEL as Config['logLevel'],
     shutdownTimeoutMs: v.SHUTDOWN_TIMEOUT_MS as number,
+    sessions,
     warnings,
   };
   return deepFreeze(config);
@@ -471,4 +475,35 @@ function deepFreeze<T>(o: T): T {
     Object.freeze(o);
   }
   return o;
+}
+
+/**
+ * BRIDGE_GROUP and the settings that only mean something with it. Every replica of a group must
+ * name the same sessions, so a client id that expands per host (%h) is refused; with no
+ * MQTT_CLIENT_ID the group's name is the client id.
+ */
+function resolveSessions(v: Raw, env: NodeJS.ProcessEnv, host: string, problems: string[]): SessionsConfig | undefined {
+  const group = v.BRIDGE_GROUP as string | undefined;
+  const only = ['MQTT_SESSIONS', 'BRIDGE_GROUP_TOPIC'].filter((k) => env[k] !== undefined && env[k] !== '');
+  if (group === undefined) {
+    if (only.length > 0) problems.push(`${only.join(', ')}: only used with BRIDGE_GROUP (set it, or remove ${only.length > 1 ? 'them' : 'it'})`);
+    return undefined;
+  }
+  if (env.MQTT_CLIENT_ID !== undefined && String(v.MQTT_CLIENT_ID).includes('%h')) {
+    problems.push("MQTT_CLIENT_ID: with BRIDGE_GROUP every replica must use the same client id (the session belongs to the group); '%h' names a different session per host. Set it to a fixed value (an existing install: its current client id, so its session is kept), or leave it unset (the group's name is used)");
+  }
+  const sessionTimeoutMs = v.BRIDGE_GROUP_SESSION_TIMEOUT_MS as number;
+  const heartbeatMs = v.BRIDGE_GROUP_HEARTBEAT_MS as number;
+  if (typeof sessionTimeoutMs === 'number' && typeof heartbeatMs === 'number' && heartbeatMs * 3 > sessionTimeoutMs) {
+    problems.push(`BRIDGE_GROUP_HEARTBEAT_MS: ${heartbeatMs} is more than a third of BRIDGE_GROUP_SESSION_TIMEOUT_MS (${sessionTimeoutMs}); a late heartbeat would cost the sessions`);
+  }
+  return {
+    group,
+    instanceId: (v.BRIDGE_INSTANCE_ID as string).replaceAll('%h', host),
+    count: v.MQTT_SESSIONS as number,
+    topic: (v.BRIDGE_GROUP_TOPIC as string | undefined) ?? `mqtt-kafka-spool.sessions.${group}`,
+    sessionTimeoutMs,
+    heartbeatMs,
+    releaseMs: v.BRIDGE_SESSION_RELEASE_MS as number,
+  };
 }

@@ -141,6 +141,15 @@ export const VARS: readonly VarSpec[] = [
   { group: 'runtime', env: 'HEALTH_HOST', default: '0.0.0.0', doc: 'Address the HTTP server listens on.', schema: nonEmpty },
   { group: 'runtime', env: 'LOG_LEVEL', default: 'info', doc: 'trace, debug, info, warn, error or fatal.', schema: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal']) },
   { group: 'runtime', env: 'SHUTDOWN_TIMEOUT_MS', default: '25000', doc: 'Graceful stop budget (SIGTERM): drain, flush, PUBACK; a second signal forces exit.', schema: int(100) },
+
+  // --- Session group (issue 16): MQTT sessions that belong to a group of replicas ---
+  { group: 'runtime', env: 'BRIDGE_GROUP', doc: "Replicas with the same value share their MQTT sessions: Kafka's group coordinator (a consumer group of this name) decides which live replica holds each session; the others stand by and take over when it dies or stops. Letters, digits, '.', '_' and '-'. Unset: one replica, its own session (no group).", schema: z.string().trim().regex(/^[A-Za-z0-9._-]{1,200}$/, "must be 1-200 letters, digits, '.', '_' or '-'") },
+  { group: 'runtime', env: 'BRIDGE_INSTANCE_ID', default: '%h', doc: "This replica's name in the group (logs, metrics, the group's member data); %h expands to the host name (the pod name).", schema: nonEmpty },
+  { group: 'mqtt', env: 'MQTT_SESSIONS', default: '1', doc: 'With BRIDGE_GROUP: how many MQTT sessions the group holds. Session i uses the client id MQTT_CLIENT_ID when 1, MQTT_CLIENT_ID-i otherwise; with more than one they subscribe in a shared group (MQTT_SHARED_GROUP, default BRIDGE_GROUP).', schema: int(1, 256) },
+  { group: 'runtime', env: 'BRIDGE_GROUP_TOPIC', doc: 'With BRIDGE_GROUP: the small internal topic whose partitions stand for the sessions (one per session; created with the Admin API when missing). Default mqtt-kafka-spool.sessions.<BRIDGE_GROUP>.', schema: z.string().trim().regex(/^[A-Za-z0-9._-]{1,249}$/, "must be a Kafka topic name (letters, digits, '.', '_', '-')") },
+  { group: 'runtime', env: 'BRIDGE_GROUP_SESSION_TIMEOUT_MS', default: '6000', doc: "With BRIDGE_GROUP: the group's session timeout. A replica that stops heartbeating for this long (killed, unplugged, cut off from Kafka) loses its sessions to the others. Kafka brokers accept 6000 and up by default (group.min.session.timeout.ms).", schema: int(1000, 1_800_000) },
+  { group: 'runtime', env: 'BRIDGE_GROUP_HEARTBEAT_MS', default: '1000', doc: 'With BRIDGE_GROUP: heartbeat interval to the group coordinator; also how soon a member hears of a rebalance. At most a third of BRIDGE_GROUP_SESSION_TIMEOUT_MS.', schema: int(100, 600_000) },
+  { group: 'runtime', env: 'BRIDGE_SESSION_RELEASE_MS', default: '20000', doc: 'With BRIDGE_GROUP: an owner that cannot keep an MQTT session connected for this long reports itself unhealthy, and the group gives its sessions to a replica that can reach the broker (when none can, they stay where they are).', schema: int(1000) },
 ];
 
 export const VARS_BY_NAME: ReadonlyMap<string, VarSpec> = new Map(VARS.map((v) => [v.env, v]));

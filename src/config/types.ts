@@ -88,6 +88,8 @@ export interface Config {
   readonly http: { readonly port: number; readonly host: string };
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
   readonly shutdownTimeoutMs: number;
+  /** Set when BRIDGE_GROUP is: the MQTT sessions belong to a group of replicas (src/sessions). */
+  readonly sessions?: SessionsConfig | undefined;
   /** Non-fatal findings (unknown variables), logged once at start. */
   readonly warnings: readonly string[];
 }
@@ -114,4 +116,20 @@ export interface MessageSchemaConfig {
   readonly autoRegister: boolean;
   readonly version?: number | 'latest' | undefined;
   readonly message?: string | undefined;
+}
+
+/** BRIDGE_GROUP and friends: MQTT sessions owned by a group of replicas through Kafka's group coordinator. */
+export interface SessionsConfig {
+  /** BRIDGE_GROUP: the consumer group id. */
+  readonly group: string;
+  /** BRIDGE_INSTANCE_ID (host name expanded). */
+  readonly instanceId: string;
+  /** MQTT_SESSIONS. */
+  readonly count: number;
+  /** The internal topic, one partition per session. */
+  readonly topic: string;
+  readonly sessionTimeoutMs: number;
+  readonly heartbeatMs: number;
+  /** BRIDGE_SESSION_RELEASE_MS. */
+  readonly releaseMs: number;
 }

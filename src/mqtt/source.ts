@@ -41,7 +41,23 @@ export interface MqttSourceOptions extends MqttSourceDeps {
   readonly clientOptions?: IClientOptions;
   /** For tests: build the client some other way. */
   readonly createClient?: (url: string, opts: IClientOptions) => MqttClient;
+  /**
+   * False: MQTT.js does not reconnect after the connection is lost (or a connect fails); the
+   * owner of the source decides (src/sessions: MQTT 3.1.1 sessions of a group reconnect only once
+   * the group has confirmed they are still theirs). Default true.
+   */
+  readonly reconnect?: boolean;
+  /**
+   * Called when a connection that was not being closed by close() ends (or a connect attempt
+   * fails). `takenOver`: the broker said another connection took the session over (MQTT 5
+   * DISCONNECT 0x8E). `upMs`: how long the
+   * connection had been accepted (0 = never).
+   */
+  readonly onConnectionLost?: (e: { readonly takenOver: boolean; readonly reasonCode: number | undefined; readonly upMs: number }) => void;
 }
+
+/** MQTT 5 DISCONNECT reason code: another connection with the same client id took the session over. */
+export const SESSION_TAKEN_OVER = 0x8e;
 
 /** Longest wait at shutdown for the broker to confirm it read our last PUBACKs. */
 const PUBACK_CONFIRM_MAX_MS = 5000;
@@ -271,7 +287,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       clean: false,
       protocolVersion: config.protocolVersion,
       keepalive: config.keepaliveS,
-      reconnectPeriod: config.reconnectMs,
+      reconnectPeriod: opts.reconnect === false ? 0 : config.reconnectMs,
       connectTimeout: 10_000,
       resubscribe: false,
       // Without this MQTT.js stops reconnecting after a refused CONNACK (bad password, ACL):
@@ -339,8 +355,30 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       endMsg: 'MQTT connection restored',
     });
     let accepted = false;
+    let acceptedAtMs = 0;
+    let takenOver = false;
+    let disconnectReason: number | undefined;
+    c.on('disconnect', (packet: Packet) => {
+      // The broker ends the connection (MQTT 5 only): 0x8E means a newer connection with this
+      // client id holds the session now. Reconnecting would take it back: never.
+      const rc = (packet as { reasonCode?: number }).reasonCode;
+      disconnectReason = rc;
+      if (rc === SESSION_TAKEN_OVER) {
+        // Reported to onConnectionLost; without a session group (reconnect on) MQTT.js reconnects as before.
+        takenOver = true;
+        log.warn({ clientId: config.clientId, reasonCode: rc }, 'MQTT session taken over by another connection with this client id (DISCONNECT 0x8E)');
+      } else {
+        log.warn({ clientId: config.clientId, reasonCode: rc }, 'the MQTT broker sent DISCONNECT');
+      }
+    });
     c.on('connect', (connack) => {
+      if (state === 'closed') {
+        // A connect that was under way when close() ran: not ours to use.
+        c.end(true);
+        return;
+      }
       accepted = true;
+      acceptedAtMs = Date.now();
       fault.ok();
       setState('connected');
       log.info({ sessionPresent: connack.sessionPresent, clientId: config.clientId }, 'connected to MQTT broker');
@@ -372,7 +410,16 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       opts.telemetry.mqttReconnect();
     });
     c.on('close', () => {
+      const upMs = accepted ? Date.now() - acceptedAtMs : 0;
       accepted = false;
+      if (state !== 'closed' && !intakeStopped) {
+        try {
+          opts.onConnectionLost?.({ takenOver, reasonCode: disconnectReason, upMs });
+        } catch (err) {
+          log.error({ err: describeError(err) }, 'connection-lost handler threw');
+        }
+      }
+      disconnectReason = undefined;
       // PUBACKs still held for this connection can no longer be sent; the broker redelivers.
       generation++;
       if (state !== 'closed') setState('disconnected');
@@ -430,6 +477,8 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       manualPause = true;
       const c = client;
       if (c) {
+        // A closed source never connects again (a reconnect timer, or a connect still under way).
+        c.options.reconnectPeriod = 0;
         setState('closed');
         const unacked = tracker.unacked;
         if (c.connected) {

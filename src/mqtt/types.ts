@@ -44,7 +44,11 @@ export interface MqttSourceDeps {
   onState?(state: MqttState): void;
 }
 
-export type MqttState = 'connecting' | 'connected' | 'subscribed' | 'disconnected' | 'closed';
+/**
+ * `standby`: only with BRIDGE_GROUP, a replica that holds no MQTT session right now (the group
+ * gave them to others); it takes one over when the group assigns it (src/sessions).
+ */
+export type MqttState = 'connecting' | 'connected' | 'subscribed' | 'disconnected' | 'closed' | 'standby';
 
 /**
  * The MQTT side of the bridge: delivers messages, and sends each QoS 1 PUBACK only once the

@@ -12,6 +12,7 @@ import type { SeqAnomaly, SparkplugTelemetry } from '../sparkplug/index.js';
 import type { MessageType } from '../sparkplug/topic.js';
 import type { DropReason, SpoolStats } from '../spool/types.js';
 import type { RegistryTelemetry } from '../registry/types.js';
+import type { SessionLossReason, SessionTelemetry } from '../sessions/source.js';
 
 /** Values read at scrape time instead of being pushed per message. */
 export interface StateProbe {
@@ -35,7 +36,7 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
  * names, reasons, kinds, paths — never an MQTT topic or a device id. README.md lists every
  * metric; test/unit/metrics-docs.test.ts keeps the two in step.
  */
-export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetry, SparkplugTelemetry, RegistryTelemetry {
+export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetry, SparkplugTelemetry, RegistryTelemetry, SessionTelemetry {
   readonly registry = new Registry();
   private probe: StateProbe | undefined;
   private readonly log: Logger;
@@ -73,6 +74,15 @@ export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetr
   private readonly spState = this.counter('sparkplug_state_errors_total', 'Failed reads and writes of Sparkplug BIRTH state in the spool database, by operation.', ['op']);
   private readonly registryRequests = this.counter('schema_registry_requests_total', 'Schema id resolutions asked of the schema registry (register or look up, then fetch the schema), by result (ok, refused, unreachable).', ['result']);
   private readonly registryUpGauge = this.gauge('schema_registry_up', '1 unless the last attempt to reach the schema registry failed (set only when routes use a registry format).');
+  // --- Session group (BRIDGE_GROUP) ---
+  private readonly sessionHeld = this.gauge('session_held', 'With BRIDGE_GROUP: 1 for each MQTT session (label session, 0..MQTT_SESSIONS-1) the group assigns to this replica; every replica exports every session, 0 where it does not hold it.', ['session']);
+  private readonly sessionConnected = this.gauge('session_connected', 'With BRIDGE_GROUP: 1 while this replica holds the session and it is connected and subscribed. The max over the replicas is 0 for a session nobody serves (the chart alerts after a minute).', ['session']);
+  private readonly sessionsOwned = this.gauge('sessions_owned', 'With BRIDGE_GROUP: MQTT sessions this replica holds.');
+  private readonly sessionRole = this.gauge('session_role', 'With BRIDGE_GROUP: 1 for the role of this replica: owner (holds at least one session) or standby.', ['role']);
+  private readonly sessionMember = this.gauge('session_group_member', 'With BRIDGE_GROUP: 1 while this replica is a member of the group (joined through the Kafka group coordinator).');
+  private readonly sessionTakeovers = this.counter('session_takeovers_total', 'With BRIDGE_GROUP: MQTT sessions taken over by this replica (connected and subscribed after the group assigned them here).');
+  private readonly sessionTakeoverSeconds = this.histogram('session_takeover_seconds', 'With BRIDGE_GROUP: from the assignment of a session to this replica to its connection being subscribed.');
+  private readonly sessionLosses = this.counter('session_losses_total', 'With BRIDGE_GROUP: sessions this replica stopped holding, by reason: revoked (the group moved it; released with its PUBACKs), taken_over (another connection took it, MQTT 5 DISCONNECT 0x8E), stopped (shutdown).', ['reason']);
   /** Sparkplug group ids come from MQTT topics: only the first 100 become label values. */
   private readonly groups = new BoundedLabel(100);
 
@@ -260,6 +270,29 @@ export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetr
   sparkplugStateError(op: string, err: string): void {
     this.spState.inc({ op });
     this.log.error({ op, err }, 'Sparkplug BIRTH state could not be read or written in the spool database; names still resolve in this process, after a restart they may not (check free disk space)');
+  }
+
+  // --- Session group ---
+  sessionState(index: number, held: boolean, connected: boolean): void {
+    const session = String(index);
+    this.sessionHeld.set({ session }, held ? 1 : 0);
+    this.sessionConnected.set({ session }, connected ? 1 : 0);
+    if (held) this.ownedCount.add(index);
+    else this.ownedCount.delete(index);
+    this.sessionsOwned.set(this.ownedCount.size);
+    this.sessionRole.set({ role: 'owner' }, this.ownedCount.size > 0 ? 1 : 0);
+    this.sessionRole.set({ role: 'standby' }, this.ownedCount.size > 0 ? 0 : 1);
+  }
+  private readonly ownedCount = new Set<number>();
+  sessionAcquired(ms: number): void {
+    this.sessionTakeovers.inc();
+    this.sessionTakeoverSeconds.observe(ms / 1000);
+  }
+  sessionLost(reason: SessionLossReason): void {
+    this.sessionLosses.inc({ reason });
+  }
+  sessionGroupMember(member: boolean): void {
+    this.sessionMember.set(member ? 1 : 0);
   }
 
   async metrics(): Promise<string> {

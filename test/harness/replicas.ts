@@ -14,6 +14,13 @@ export interface ReplicaSetOptions {
   clientIdPrefix: string;
   /** Parent directory of the replicas' spool and log directories; a temp dir by default. */
   dir?: string;
+  /**
+   * A session group (BRIDGE_GROUP): every replica uses this one MQTT client id (the sessions
+   * belong to the group) and `<clientIdPrefix><index>` as BRIDGE_INSTANCE_ID instead.
+   */
+  sharedClientId?: string;
+  /** Extra environment for one replica (its own proxy ports, say). */
+  envFor?: (index: number) => Record<string, string>;
 }
 
 /** One replica: a fixed client id and spool directory, and the bridge process of its current life (if running). */
@@ -63,7 +70,8 @@ export class ReplicaSet {
       fs.mkdirSync(rdir, { recursive: true });
       const clientId = `${opts.clientIdPrefix}${index}`;
       const spoolPath = path.join(rdir, 'spool.db');
-      return { index, clientId, dir: rdir, spoolPath, env: { ...opts.env, MQTT_CLIENT_ID: clientId, SPOOL_PATH: spoolPath }, bridge: undefined, lives: 0 };
+      const ids: Record<string, string> = opts.sharedClientId !== undefined ? { MQTT_CLIENT_ID: opts.sharedClientId, BRIDGE_INSTANCE_ID: clientId } : { MQTT_CLIENT_ID: clientId };
+      return { index, clientId, dir: rdir, spoolPath, env: { ...opts.env, ...ids, ...opts.envFor?.(index), SPOOL_PATH: spoolPath }, bridge: undefined, lives: 0 };
     });
     const zero = (): ReplicaCounts => ({ received: 0, written: 0, spooled: 0, redelivered: 0 });
     this.counts = this.replicas.map(zero);

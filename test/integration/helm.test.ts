@@ -216,10 +216,12 @@ function checkCommon(objs: K8sObject[]): void {
   // Service links would inject KAFKA_PORT=tcp://... for a Service named kafka.
   expect(pod.enableServiceLinks).toBe(false);
 
-  // Stable MQTT client id per replica: the pod name, from the downward API.
+  // Stable MQTT client id per replica: the pod name, from the downward API; or, in a session
+  // group, one fixed client id for every pod and the pod name as the instance id.
   const clientId = env.get('MQTT_CLIENT_ID');
   const fromPodName = (e: EnvVar | undefined) => e?.valueFrom?.fieldRef?.fieldPath === 'metadata.name';
-  expect(fromPodName(clientId) || (fromPodName(env.get('POD_NAME')) && /\$\(POD_NAME\)$/.test(clientId?.value ?? ''))).toBe(true);
+  const inGroup = env.has('BRIDGE_GROUP') && fromPodName(env.get('BRIDGE_INSTANCE_ID')) && (clientId?.value ?? '') !== '';
+  expect(inGroup || fromPodName(clientId) || (fromPodName(env.get('POD_NAME')) && /\$\(POD_NAME\)$/.test(clientId?.value ?? ''))).toBe(true);
 
   // The StatefulSet's governing Service publishes not-ready pods (so they are still scraped).
   const headless = only(objs, 'Service', only(objs, 'StatefulSet').spec!.serviceName as string);
@@ -301,11 +303,59 @@ describe('helm template with the default values', () => {
   });
 });
 
-describe('helm template with several replicas (shared subscriptions)', () => {
-  const group = (...args: string[]) => statefulSet(render(...args)).env.get('MQTT_SHARED_GROUP')?.value;
+describe('helm template with several replicas: a session group (sessionGroup)', () => {
+  const base = ['--set', 'config.MQTT_TOPIC=sensors/#'];
+
+  it('--set replicas=2 gives failover with no other edit: group and shared client id from the release, instance ids from pod names, soft anti-affinity, PDB', () => {
+    const objs = render('--set', 'replicas=2', ...base);
+    checkCommon(objs);
+    const { spec, env } = statefulSet(objs);
+    expect(spec.replicas).toBe(2);
+    expect(env.get('BRIDGE_GROUP')?.value).toBe('bridge-mqtt-kafka-spool');
+    expect(env.get('BRIDGE_INSTANCE_ID')?.valueFrom?.fieldRef?.fieldPath).toBe('metadata.name');
+    expect(env.get('MQTT_SESSIONS')?.value).toBe('1');
+    // The client id pod 0 had before: a release that ran one replica keeps its broker session.
+    expect(env.get('MQTT_CLIENT_ID')?.value).toBe('bridge-mqtt-kafka-spool-0');
+    // One session: nothing to share.
+    expect(env.get('MQTT_SHARED_GROUP')).toBeUndefined();
+    const pod = (spec.template as { spec: { affinity?: { podAntiAffinity?: { preferredDuringSchedulingIgnoredDuringExecution?: { podAffinityTerm: { topologyKey: string } }[] } } } }).spec;
+    expect(pod.affinity?.podAntiAffinity?.preferredDuringSchedulingIgnoredDuringExecution?.[0]?.podAffinityTerm.topologyKey).toBe('kubernetes.io/hostname');
+    expect(objs.some((o) => o.kind === 'PodDisruptionBudget')).toBe(true);
+  });
+
+  it('several sessions: client ids <statefulset>-i (the pods\' former ones) in a shared group named after the StatefulSet', () => {
+    const { env } = statefulSet(render('--set', 'replicas=3', '--set', 'sessionGroup.sessions=3', ...base));
+    expect(env.get('MQTT_SESSIONS')?.value).toBe('3');
+    expect(env.get('MQTT_CLIENT_ID')?.value).toBe('bridge-mqtt-kafka-spool');
+    expect(env.get('MQTT_SHARED_GROUP')?.value).toBe('bridge-mqtt-kafka-spool');
+  });
+
+  it('replicas: 1 keeps working as before (no group, the pod name as client id, no anti-affinity)', () => {
+    const { spec, env } = statefulSet(render(...base));
+    expect(env.get('BRIDGE_GROUP')).toBeUndefined();
+    expect(env.get('MQTT_CLIENT_ID')?.valueFrom?.fieldRef?.fieldPath).toBe('metadata.name');
+    expect((spec.template as { spec: { affinity?: unknown } }).spec.affinity).toBeUndefined();
+    // Forced on, a single replica is a group of one.
+    expect(statefulSet(render('--set', 'sessionGroup.enabled=true', '--set', 'sessionGroup.name=plant1', ...base)).env.get('BRIDGE_GROUP')?.value).toBe('plant1');
+  });
+
+  it('refuses the chart-managed group variables in config', () => {
+    for (const v of ['BRIDGE_GROUP', 'BRIDGE_INSTANCE_ID', 'MQTT_SESSIONS']) expect(template('--set', `config.${v}=x`).code).not.toBe(0);
+  });
+
+  it('NOTES.txt names the group and says scaling down needs no drain marker', () => {
+    const n = notes('--set', 'replicas=2');
+    expect(n).toContain('BRIDGE_GROUP=bridge-mqtt-kafka-spool');
+    expect(n).not.toContain('drain-on-stop');
+  });
+});
+
+describe('helm template with several replicas in shared mode (sessionGroup.enabled=false)', () => {
+  const off = ['--set', 'sessionGroup.enabled=false'];
+  const group = (...args: string[]) => statefulSet(render(...off, ...args)).env.get('MQTT_SHARED_GROUP')?.value;
 
   it('replicas: 3 sets MQTT_SHARED_GROUP to the StatefulSet name, from the release name', () => {
-    const objs = render('--set', 'replicas=3', '--set', 'config.MQTT_TOPIC=sensors/#');
+    const objs = render(...off, '--set', 'replicas=3', '--set', 'config.MQTT_TOPIC=sensors/#');
     checkCommon(objs);
     const { spec, env } = statefulSet(objs);
     expect(spec.replicas).toBe(3);
@@ -315,6 +365,7 @@ describe('helm template with several replicas (shared subscriptions)', () => {
     expect(env.get('MQTT_TOPIC')?.value).toBe('sensors/#');
     // Client ids stay per replica.
     expect(env.get('MQTT_CLIENT_ID')?.valueFrom?.fieldRef?.fieldPath).toBe('metadata.name');
+    expect(env.get('BRIDGE_GROUP')).toBeUndefined();
   });
 
   it('replicas: 1 keeps plain subscriptions (no MQTT_SHARED_GROUP), as before', () => {
@@ -333,11 +384,11 @@ describe('helm template with several replicas (shared subscriptions)', () => {
   });
 
   it('NOTES.txt names the group and the drain procedure, or warns when replicas are not shared', () => {
-    const shared = notes('--set', 'replicas=3');
+    const shared = notes(...off, '--set', 'replicas=3');
     expect(shared).toContain('MQTT_SHARED_GROUP=bridge-mqtt-kafka-spool');
     expect(shared).toContain('drain-on-stop');
     expect(shared).not.toContain('WARNING: 3 replicas');
-    expect(notes('--set', 'replicas=3', '--set', 'sharedSubscription.enabled=false')).toContain('WARNING: 3 replicas without shared subscriptions');
+    expect(notes(...off, '--set', 'replicas=3', '--set', 'sharedSubscription.enabled=false')).toContain('WARNING: 3 replicas without shared subscriptions');
     expect(notes()).not.toContain('MQTT_SHARED_GROUP');
   });
 });

@@ -117,9 +117,44 @@ pods' client ids).
 {{- end }}
 {{- $on = true }}
 {{- else if eq (toString $s.enabled) "auto" }}
+{{- if include "mks.sessionGroup" . }}
+{{- /* A session group shares its subscriptions only with several sessions. */}}
+{{- $on = and (gt (int .Values.sessionGroup.sessions) 1) (not $handWritten) }}
+{{- else }}
 {{- $on = and (gt (int .Values.replicas) 1) (not $handWritten) }}
+{{- end }}
 {{- end }}
 {{- if $on }}
 {{- default (include "mks.fullname" .) $s.group }}
+{{- end }}
+{{- end }}
+
+{{/*
+BRIDGE_GROUP, or empty without a session group. sessionGroup.enabled: auto (on when replicas > 1),
+true (always: a single replica in a group of one) or false (each pod its own session, as before).
+The name is sessionGroup.name, else the StatefulSet's name.
+*/}}
+{{- define "mks.sessionGroup" -}}
+{{- $g := .Values.sessionGroup }}
+{{- $on := false }}
+{{- if eq (toString $g.enabled) "true" }}{{ $on = true }}
+{{- else if eq (toString $g.enabled) "auto" }}{{ $on = gt (int .Values.replicas) 1 }}
+{{- end }}
+{{- if $on }}
+{{- default (include "mks.fullname" .) $g.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The group's MQTT_CLIENT_ID: sessionGroup.clientId, else the client id the pods had before the group
+(their pod names), so an existing release keeps what its broker sessions hold: with one session
+<prefix><statefulset>-0 (pod 0's), with N sessions <prefix><statefulset> (session i is
+<prefix><statefulset>-i: pod i's).
+*/}}
+{{- define "mks.groupClientId" -}}
+{{- $g := .Values.sessionGroup }}
+{{- if $g.clientId }}{{ $g.clientId }}
+{{- else if gt (int $g.sessions) 1 }}{{ printf "%s%s" .Values.mqttClientId.prefix (include "mks.fullname" .) }}
+{{- else }}{{ printf "%s%s-0" .Values.mqttClientId.prefix (include "mks.fullname" .) }}
 {{- end }}
 {{- end }}
