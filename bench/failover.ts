@@ -44,34 +44,11 @@ function group(mosq: Mosquitto, kafka: Kafka, name: string, replicas: number, en
   });
 }
 
-/** Replicas reporting session `s` connected. */
-async function holdersOf(set: ReplicaSet, s: number): Promise<number[]> {
-  const out: number[] = [];
-  for (const r of set.running()) {
-    if ((await r.bridge!.metric('mqtt_kafka_session_connected', { session: String(s) }).catch(() => 0)) === 1) out.push(r.index);
-  }
-  return out;
-}
-
-async function owner(set: ReplicaSet, not = -1, timeoutMs = 30_000): Promise<number> {
-  let found = -1;
-  await waitUntil(
-    'one replica holding session 0',
-    async () => {
-      const h = await holdersOf(set, 0);
-      found = h.length === 1 && h[0] !== not ? h[0]! : -1;
-      return found >= 0;
-    },
-    timeoutMs,
-  );
-  return found;
-}
-
 async function allHeld(set: ReplicaSet, sessions: number): Promise<void> {
   await waitUntil(
     `${sessions} sessions held`,
     async () => {
-      for (let s = 0; s < sessions; s++) if ((await holdersOf(set, s)).length !== 1) return false;
+      for (let s = 0; s < sessions; s++) if ((await set.holdersOf(s)).length !== 1) return false;
       return true;
     },
     60_000,
@@ -87,7 +64,7 @@ async function takeovers(mosq: Mosquitto, kafka: Kafka) {
   await kafka.createTopic(name, 6);
   const set = group(mosq, kafka, name, 2);
   await set.startAll();
-  await owner(set);
+  await set.sessionOwner();
   // A publisher that runs until told to stop, whole rounds of 500 badges.
   const client = await mqtt.connectAsync(mosq.url, { clientId: `bench-failover-pub-${process.pid}`, clean: true, reconnectPeriod: 500 });
   let n = 0;
@@ -112,10 +89,10 @@ async function takeovers(mosq: Mosquitto, kafka: Kafka) {
   const kills: number[] = [];
   for (let k = 0; k < KILLS; k++) {
     await sleep(2000);
-    const victim = await owner(set);
+    const victim = await set.sessionOwner();
     kills.push(Date.now());
     await set.kill9(victim);
-    await owner(set, victim);
+    await set.sessionOwner({ not: victim });
     await set.start(victim);
     process.stdout.write(`kill ${k + 1}/${KILLS} done\n`);
   }

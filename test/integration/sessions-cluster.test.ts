@@ -39,24 +39,6 @@ afterAll(async () => {
   await Promise.all([mosq?.stop(), cluster?.stop()]);
 });
 
-/** The replica reporting session 0 connected; waits until exactly one does. */
-async function owner(set: ReplicaSet, timeoutMs = 30_000): Promise<number> {
-  let found = -1;
-  await waitUntil(
-    'one replica holding session 0, connected',
-    async () => {
-      const holders: number[] = [];
-      for (const r of set.running()) {
-        if ((await r.bridge!.metric('mqtt_kafka_session_connected', { session: '0' }).catch(() => 0)) === 1) holders.push(r.index);
-      }
-      found = holders.length === 1 ? holders[0]! : -1;
-      return found >= 0;
-    },
-    timeoutMs,
-  );
-  return found;
-}
-
 async function coordinatorOf(group: string): Promise<number> {
   const found = await cluster.withAdmin((admin) => admin.findCoordinator({ keyType: FindCoordinatorKeyTypes.GROUP, keys: [group] }));
   return found[0]!.nodeId;
@@ -90,7 +72,7 @@ describe('session group on a 3-node Kafka cluster', () => {
     });
     sets.push(set);
     await set.startAll();
-    const first = await owner(set);
+    const first = await set.sessionOwner();
     const coordinator = await coordinatorOf(name);
     const log0 = readFileSync(mosq.logFile).length;
     let killedAt = 0;
@@ -119,7 +101,7 @@ describe('session group on a 3-node Kafka cluster', () => {
       },
       90_000,
     );
-    const after = await owner(set, 30_000);
+    const after = await set.sessionOwner();
     const newCoordinator = await coordinatorOf(name);
     const records = await cluster.readTopic(name, { expected: total, timeoutMs: 90_000 });
     const c = checkBadges(records, BADGES, PER);

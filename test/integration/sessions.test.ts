@@ -79,22 +79,7 @@ async function group(name: string, o: GroupOpts = {}): Promise<ReplicaSet> {
 }
 
 /** The replica whose bridge reports session 0 connected; waits until exactly one does. */
-async function owner(set: ReplicaSet, timeoutMs = 30_000, not?: number): Promise<number> {
-  let found = -1;
-  await waitUntil(
-    'one replica holding session 0, connected',
-    async () => {
-      const holders: number[] = [];
-      for (const r of set.running()) {
-        if ((await r.bridge!.metric('mqtt_kafka_session_connected', { session: '0' }).catch(() => 0)) === 1) holders.push(r.index);
-      }
-      found = holders.length === 1 && holders[0] !== not ? holders[0]! : -1;
-      return found >= 0;
-    },
-    timeoutMs,
-  );
-  return found;
-}
+const owner = (set: ReplicaSet, timeoutMs = 30_000, not?: number): Promise<number> => set.sessionOwner({ timeoutMs, ...(not === undefined ? {} : { not }) });
 
 /** 500 badges x `per` messages at `rate` msg/s under this test's topic prefix; `fault` runs once, after `at` publishes. */
 async function publish(name: string, per: number, rate: number, at: number, fault: () => void): Promise<void> {
