@@ -192,7 +192,10 @@ async function main(): Promise<void> {
         row['topics RSS after'] = rssMb(pid);
         s2.stop();
       }
-      rows[flags || '(none)'] = row;
+      // The same flag set may be listed twice (alternating runs): each run gets its own column.
+      let name = flags || '(none)';
+      for (let k = 2; rows[name] !== undefined; k++) name = `${flags || '(none)'} #${k}`;
+      rows[name] = row;
       await b.proc.stop('SIGTERM');
     }
   } finally {

@@ -1,5 +1,6 @@
 import { createRecord, createRecordsBatch, encodeRecordsFast, murmur2, readRecordsBatch, Reader, type MessageRecord } from '@platformatic/kafka';
 import { describe, expect, it } from 'vitest';
+import { prng as rng } from './prng.js';
 
 /**
  * patches/@platformatic+kafka+*.patch (applied by patch-package on `npm ci`, README "Memory and
@@ -7,18 +8,6 @@ import { describe, expect, it } from 'vitest';
  * tests pin that it writes exactly the bytes of the library's own createRecord(), falls back to it
  * off the common path, that the batch still reads back, and that keys hash as the Java client's.
  */
-
-/** Deterministic pseudo-random numbers (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function bytes(r: () => number, max: number): Buffer {
   const n = Math.floor(r() * r() * max);

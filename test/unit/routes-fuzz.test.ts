@@ -1,6 +1,7 @@
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { prng } from './prng.js';
 import { ConfigError } from '../../src/errors.js';
 import { isLegalKafkaTopic } from '../../src/bridge/mapping.js';
 import { compileRoutes, loadRoutesFile, type RoutesTransform } from '../../src/bridge/routes/index.js';
@@ -19,18 +20,6 @@ import { encodePayload, metric as spMetric } from '../harness/sparkplug.js';
 const SEED = Number(process.env.ROUTES_FUZZ_SEED ?? 0x5eed_2025);
 const CASES_PER_PROFILE = 3000;
 const MAX = 64 * 1024;
-
-/** mulberry32: small, fast, good enough for fuzzing. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Gen extends RandomChoices {
   readonly sp: SparkplugGen;
