@@ -121,6 +121,30 @@ export class ReplicaSet {
     return this.replicas.filter((r) => r.bridge?.proc.running === true);
   }
 
+  /** A session group's MQTT session `session`: the running replicas that report it connected. */
+  async holdersOf(session = 0): Promise<number[]> {
+    const out: number[] = [];
+    for (const r of this.running()) {
+      if ((await r.bridge!.metric('mqtt_kafka_session_connected', { session: String(session) }).catch(() => 0)) === 1) out.push(r.index);
+    }
+    return out;
+  }
+
+  /** Waits until exactly one running replica holds session `session` connected, and it is not `not`; its index. */
+  async sessionOwner(opts: { session?: number; not?: number; timeoutMs?: number } = {}): Promise<number> {
+    let found = -1;
+    await waitUntil(
+      `one replica holding session ${opts.session ?? 0}, connected`,
+      async () => {
+        const h = await this.holdersOf(opts.session ?? 0);
+        found = h.length === 1 && h[0] !== opts.not ? h[0]! : -1;
+        return found >= 0;
+      },
+      opts.timeoutMs ?? 30_000,
+    );
+    return found;
+  }
+
   /** Counters of replica `i`, summed over its lives (read now if it is running). */
   async counters(i: number): Promise<ReplicaCounts> {
     await this.pollOne(i);
