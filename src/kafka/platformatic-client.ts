@@ -279,6 +279,9 @@ class ProblemReporter {
     return [...this.missing.values()].join('; ');
   }
 
+  /** Kafka has answered a request at least once. */
+  private answered = false;
+
   constructor(
     private readonly log: Logger,
     private readonly config: Config['kafka'],
@@ -301,12 +304,16 @@ class ProblemReporter {
       return;
     }
     const hint = kafkaClosedHint(this.config);
-    if (phase === 'connect' && hint && closedWhileConnecting(err)) {
+    // A write before any request ever succeeded is a first connection too (the writer's first
+    // batch can come before the replayer's probe); once Kafka has answered, a closed connection
+    // is a broker going away, not a setting.
+    if ((phase === 'connect' || !this.answered) && hint && closedWhileConnecting(err)) {
       this.once(`Kafka closed the connection while connecting (${hint})`, 'warn', err);
     }
   }
 
   ok(records?: readonly OutRecord[]): void {
+    this.answered = true;
     if (this.security) this.log.info({ resolved: this.security }, 'Kafka accepts the connection again');
     this.security = undefined;
     this.logged = undefined;
