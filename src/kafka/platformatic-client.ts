@@ -190,7 +190,9 @@ class PlatformaticProducerClient implements KafkaProducerClient {
     if (this.closed) return;
     try {
       // A send() meanwhile joins this request instead of making its own (the client deduplicates it).
-      await this.ready().initIdempotentProducer({});
+      // Bounded: the library retries without limit (RETRIES), and against a Kafka that is down
+      // this would never settle; the first write then finishes the set-up or reports the fault.
+      await withTimeout(this.ready().initIdempotentProducer({}), this.config.connectTimeoutMs, 'connect');
     } catch (err) {
       this.log.debug({ err: describeError(err) }, 'Kafka producer not set up before its first write; that write tries again');
     }
