@@ -14,7 +14,7 @@
  * Prints a table and the same figures as JSON.
  */
 import mqtt from 'mqtt';
-import { badgeId, checkBadges, publishBadges, ReplicaSet, startKafka, startMosquitto, waitUntil, type Kafka, type Mosquitto, type ReadRecord } from '../test/harness/index.js';
+import { badgeId, checkBadges, groupEnv, publishBadges, ReplicaSet, startKafka, startMosquitto, waitUntil, type Kafka, type Mosquitto, type ReadRecord } from '../test/harness/index.js';
 
 const BADGES = 500;
 const KILLS = Number(process.env.FAILOVER_KILLS ?? 10);
@@ -29,13 +29,7 @@ function group(mosq: Mosquitto, kafka: Kafka, name: string, replicas: number, en
     clientIdPrefix: `${name}-`,
     sharedClientId: `${name}-bridge`,
     env: {
-      MQTT_BROKER: '127.0.0.1',
-      MQTT_PORT: String(mosq.port),
-      MQTT_TOPIC: `${name}/badge/#`,
-      MQTT_KEEPALIVE_S: '5',
-      KAFKA_BROKERS: `127.0.0.1:${kafka.port}`,
-      KAFKA_TOPIC: name,
-      KAFKA_WORKERS: '2',
+      ...groupEnv(name, mosq.port, `127.0.0.1:${kafka.port}`),
       SPOOL_REPLAY_INTERVAL_MS: '1000',
       BRIDGE_GROUP: name,
       LOG_LEVEL: 'warn',

@@ -56,7 +56,7 @@ export {
   type RuleState,
 } from './prometheus.js';
 export { EdgeNode, DataType, encodePayload, metric, packArray, valueField, type EdgeNodeOptions, type PbObject, type SimMetric } from './sparkplug.js';
-export { ReplicaSet, spoolRowsOnDisk, mosquittoSys, waitUntil, type Replica, type ReplicaCounts, type ReplicaSetOptions } from './replicas.js';
+export { groupEnv, ReplicaSet, spoolRowsOnDisk, mosquittoSys, waitUntil, type Replica, type ReplicaCounts, type ReplicaSetOptions } from './replicas.js';
 export { mountSmallFs, smallFsUnavailable, type SmallFs } from './small-fs.js';
 export { startDelayProxy, type DelayProxy, type DelayProxyOptions } from './delay-proxy.js';
 export { startRegistry, readTyped, checkKeyOrder, ensureRegistryInstalled, registryDir, readerVenv, type KeyOrder, type SchemaRegistry, type RegistryOptions, type TypedRecord, type ReadTypedOptions } from './registry.js';

@@ -250,3 +250,16 @@ export async function waitUntil(what: string, pred: () => Promise<boolean>, time
   }
   throw new Error(`timed out waiting for ${what}${last ? ` (${String(last)})` : ''}`);
 }
+
+/** The variables every replica of a session-group test shares: badges under `<name>/badge/#` to topic `<name>`. */
+export function groupEnv(name: string, mqttPort: number, kafkaBrokers: string): Record<string, string> {
+  return {
+    MQTT_BROKER: '127.0.0.1',
+    MQTT_PORT: String(mqttPort),
+    MQTT_TOPIC: `${name}/badge/#`,
+    MQTT_KEEPALIVE_S: '5',
+    KAFKA_BROKERS: kafkaBrokers,
+    KAFKA_TOPIC: name,
+    KAFKA_WORKERS: '2',
+  };
+}

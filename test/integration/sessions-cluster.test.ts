@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   checkBadges,
   publishBadges,
+  groupEnv,
   ReplicaSet,
   startKafkaCluster,
   startMosquitto,
@@ -56,13 +57,7 @@ describe('session group on a 3-node Kafka cluster', () => {
       clientIdPrefix: `${name}-`,
       sharedClientId: `${name}-bridge`,
       env: {
-        MQTT_BROKER: '127.0.0.1',
-        MQTT_PORT: String(mosq.port),
-        MQTT_TOPIC: `${name}/badge/#`,
-        MQTT_KEEPALIVE_S: '5',
-        KAFKA_BROKERS: cluster.bootstrap,
-        KAFKA_TOPIC: name,
-        KAFKA_WORKERS: '2',
+        ...groupEnv(name, mosq.port, cluster.bootstrap),
         KAFKA_WRITE_TIMEOUT_MS: '5000',
         KAFKA_CONNECT_TIMEOUT_MS: '2000',
         SPOOL_REPLAY_INTERVAL_MS: '1000',

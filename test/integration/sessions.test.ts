@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   checkBadges,
   publishBadges,
+  groupEnv,
   ReplicaSet,
   startBlackholeProxy,
   startKafka,
@@ -58,13 +59,7 @@ async function group(name: string, o: GroupOpts = {}): Promise<ReplicaSet> {
     clientIdPrefix: `${name}-`,
     sharedClientId: `${name}-bridge`,
     env: {
-      MQTT_BROKER: '127.0.0.1',
-      MQTT_PORT: String(mosq.port),
-      MQTT_TOPIC: `${name}/badge/#`,
-      MQTT_KEEPALIVE_S: '5',
-      KAFKA_BROKERS: `127.0.0.1:${kafka.port}`,
-      KAFKA_TOPIC: name,
-      KAFKA_WORKERS: '2',
+      ...groupEnv(name, mosq.port, `127.0.0.1:${kafka.port}`),
       KAFKA_WRITE_TIMEOUT_MS: '3000',
       KAFKA_CONNECT_TIMEOUT_MS: '2000',
       SPOOL_REPLAY_INTERVAL_MS: '1000',
