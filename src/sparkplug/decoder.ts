@@ -5,7 +5,7 @@ import { MemoryState } from '../spool/memory-state.js';
 import type { StateStore } from '../spool/types.js';
 import { BirthStore, deviceKey, makeBirth, nodeKey, type Birth } from './births.js';
 import { buildRecord, type BuiltRecord } from './record.js';
-import { decodePayload, has, type PbMetric, type PbPayload } from './schema.js';
+import { decodePayload, has, payloadType, type PbMetric, type PbPayload } from './schema.js';
 import { SeqTracker, type SeqVerdict } from './sequence.js';
 import { parseSparkplugTopic, type EdgeTopic } from './topic.js';
 import { NO_SPARKPLUG_TELEMETRY, SPARKPLUG_HEADER as H, type SparkplugTelemetry } from './types.js';
@@ -58,6 +58,8 @@ export class SparkplugDecoder {
 
   /** `maxRecordBytes`: records larger than this are refused; array metrics are checked before they are expanded. */
   constructor(private readonly maxRecordBytes = Number.POSITIVE_INFINITY) {
+    // Loads protobufjs now, when a route needs Sparkplug (at start), so that a missing piece fails here.
+    payloadType();
     this.births = new BirthStore(new MemoryState(), (err, op) => this.telemetry.sparkplugStateError(op, describeError(err)));
   }
 

@@ -6,5 +6,5 @@
 export { SparkplugDecoder, type SparkplugDecoded, type SparkplugDeps, type SparkplugInvalid, type SparkplugTooLargeResult } from './decoder.js';
 export { SPARKPLUG_HEADER, NO_SPARKPLUG_TELEMETRY, type SparkplugTelemetry } from './types.js';
 export { MESSAGE_TYPES, NAMESPACE, parseSparkplugTopic, type MessageType } from './topic.js';
-export { PayloadType, SPARKPLUG_B_PROTO } from './schema.js';
+export { payloadType, SPARKPLUG_B_PROTO } from './schema.js';
 export type { SeqAnomaly } from './sequence.js';

@@ -1,4 +1,5 @@
-import protobuf from 'protobufjs';
+import { createRequire } from 'node:module';
+import type protobuf from 'protobufjs';
 
 /**
  * The Sparkplug B payload definition (Eclipse Sparkplug 3.0), decoded with protobufjs.
@@ -11,7 +12,7 @@ import protobuf from 'protobufjs';
  *
  * 64-bit fields (`uint64`) decode to `Long` objects: protobufjs only does that when the `long`
  * package is present (it is a dependency of protobufjs 8), otherwise it would return rounded
- * JavaScript numbers. `assertLongSupport` makes that a start-time failure instead of silent
+ * JavaScript numbers. `payloadType()` makes that a failure of the first use (at start when a route decodes Sparkplug) instead of silent
  * rounding.
  */
 export const SPARKPLUG_B_PROTO = `
@@ -143,17 +144,22 @@ message Payload {
 /** A protobufjs `Long` as decoded from a uint64 field. */
 export type PbLong = protobuf.Long;
 
-/** Throws unless protobufjs decodes 64-bit fields exactly (as Long objects). */
-export function assertLongSupport(): void {
-  if (!protobuf.util.Long) throw new Error('protobufjs has no Long support: 64-bit Sparkplug values would be rounded');
+/**
+ * protobufjs and the parsed definition are loaded on the first Sparkplug payload, not at start:
+ * a bridge without Sparkplug routes does not pay for them (about 2 MB resident). `require`, not
+ * `import()`, so that decoding stays synchronous; protobufjs is a CommonJS package.
+ */
+let payloadTypeCache: protobuf.Type | undefined;
+
+/** The Sparkplug B `Payload` message type (encode and decode), parsed on first use. */
+export function payloadType(): protobuf.Type {
+  if (payloadTypeCache) return payloadTypeCache;
+  const pb = createRequire(import.meta.url)('protobufjs') as typeof protobuf;
+  // 64-bit fields decode exactly (as Long objects) only with Long support: fail, never round.
+  if (!pb.util.Long) throw new Error('protobufjs has no Long support: 64-bit Sparkplug values would be rounded');
+  payloadTypeCache = pb.parse(SPARKPLUG_B_PROTO, { keepCase: true }).root.lookupType('org.eclipse.tahu.protobuf.Payload');
+  return payloadTypeCache;
 }
-
-assertLongSupport();
-
-const root = protobuf.parse(SPARKPLUG_B_PROTO, { keepCase: true }).root;
-
-/** The Sparkplug B `Payload` message type (encode and decode). */
-export const PayloadType: protobuf.Type = root.lookupType('org.eclipse.tahu.protobuf.Payload');
 
 // --- decoded message shapes ---------------------------------------------------------------
 // What Type.decode returns, with keepCase names. Optional fields are own properties only when
@@ -239,7 +245,7 @@ export interface PbPayload {
 
 /** Decodes a Sparkplug B payload. Throws (protobufjs' Error or RangeError) on bytes that are not one. */
 export function decodePayload(bytes: Uint8Array): PbPayload {
-  return PayloadType.decode(bytes) as unknown as PbPayload;
+  return payloadType().decode(bytes) as unknown as PbPayload;
 }
 
 /** True when the optional field `k` was present on the wire. */

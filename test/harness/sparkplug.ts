@@ -1,6 +1,6 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import protobuf from 'protobufjs';
-import { PayloadType } from '../../src/sparkplug/index.js';
+import { payloadType } from '../../src/sparkplug/index.js';
 
 /**
  * Sparkplug B payloads and an edge node simulator for tests. Payloads are encoded with the same
@@ -22,6 +22,7 @@ export type PbObject = Record<string, unknown>;
 /** Encodes a payload object (fields as in the .proto, 64-bit values as decimal strings or numbers). */
 export function encodePayload(p: PbObject): Buffer {
   // fromObject ignores unknown keys: a misspelt field would silently vanish from a test payload.
+  const PayloadType = payloadType();
   checkKeys(PayloadType, p, 'payload');
   const m = PayloadType.fromObject(p);
   const err = PayloadType.verify(m);

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parseDocument } from 'yaml';
+import { createRequire } from 'node:module';
+import type * as Yaml from 'yaml';
 import { ConfigError } from '../../errors.js';
 import type { RoutesOptions, RoutesTransform } from './compile.js';
 import { compileRoutes } from './compile.js';
@@ -27,6 +28,8 @@ export function loadRoutesFile(path: string, opts: RoutesOptions): RoutesTransfo
  * enrich block; duplicate keys are errors (a silently overridden field is a routing bug).
  */
 export function parseRoutesYaml(text: string, source: string): unknown {
+  // Loaded here, not at start: a bridge without a routes file does not pay for the YAML parser.
+  const { parseDocument } = createRequire(import.meta.url)('yaml') as typeof Yaml;
   const doc = parseDocument(text, { merge: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     const problems = doc.errors.map((e) => {
