@@ -123,6 +123,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, deps: LoadDeps = {}): Config 
       workers: v.KAFKA_WORKERS as number,
       autoCreateTopics: v.KAFKA_AUTO_CREATE_TOPICS as boolean,
       batchMaxMessages: v.KAFKA_BATCH_MAX_MESSAGES as number,
+      replayBatchMaxMessages: v.KAFKA_REPLAY_BATCH_MAX_MESSAGES as number,
       batchMaxBytes: v.KAFKA_BATCH_MAX_BYTES as number,
       writeTimeoutMs: v.KAFKA_WRITE_TIMEOUT_MS as number,
       deliveryTimeoutMs: v.KAFKA_DELIVERY_TIMEOUT_MS as number,

@@ -48,6 +48,8 @@ export interface Config {
     readonly workers: number;
     readonly autoCreateTopics: boolean;
     readonly batchMaxMessages: number;
+    /** KAFKA_REPLAY_BATCH_MAX_MESSAGES: records per replay page (one produce request). */
+    readonly replayBatchMaxMessages: number;
     readonly batchMaxBytes: number;
     readonly writeTimeoutMs: number;
     /** KAFKA_DELIVERY_TIMEOUT_MS: how long the sending producer retries a batch whose outcome is unknown. */

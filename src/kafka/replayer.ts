@@ -42,7 +42,8 @@ export interface ReplayerDeps {
 
 /**
  * Replays the spool every SPOOL_REPLAY_INTERVAL_MS: probe Kafka, then send pages in row order
- * (one produce request in flight), deleting each page only after Kafka acknowledged it. Row
+ * (KAFKA_REPLAY_BATCH_MAX_MESSAGES records or KAFKA_BATCH_MAX_BYTES, one produce request in
+ * flight), deleting each page only after Kafka acknowledged it. Row
  * order is receive order per key, so keys stay in order; new records of spooling workers are
  * appended behind and drained in the same run. Runs never overlap.
  *
@@ -142,7 +143,7 @@ export class Replayer {
     }
     const started = Date.now();
     let replayed = 0;
-    const page = (after: number): SpoolRow[] => spool.read(after, this.config.kafka.batchMaxMessages, this.config.kafka.batchMaxBytes);
+    const page = (after: number): SpoolRow[] => spool.read(after, this.config.kafka.replayBatchMaxMessages, this.config.kafka.batchMaxBytes);
     let rows = page(this.delivered);
     while (!this.stopped) {
       if (rows.length === 0) {
@@ -234,7 +235,7 @@ export class Replayer {
     let after = this.delivered;
     // Bounded: the mark is never more than a few pages ahead of the oldest row.
     for (let i = 0; i < 20; i++) {
-      const rows = spool.read(after, this.config.kafka.batchMaxMessages, Number.MAX_SAFE_INTEGER);
+      const rows = spool.read(after, this.config.kafka.replayBatchMaxMessages, Number.MAX_SAFE_INTEGER);
       for (const r of rows) if (r.rowId <= mark) maybe.push(r);
       if (rows.length === 0 || rows[rows.length - 1]!.rowId >= mark) break;
       after = rows[rows.length - 1]!.rowId;

@@ -119,6 +119,7 @@ export function kafkaConfig(over: Partial<Config['kafka']> = {}): Config['kafka'
     workers: 2,
     autoCreateTopics: false,
     batchMaxMessages: 1000,
+    replayBatchMaxMessages: 1000,
     batchMaxBytes: 1_000_000,
     writeTimeoutMs: 1000,
     deliveryTimeoutMs: 30_000,

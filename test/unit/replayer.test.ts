@@ -98,7 +98,7 @@ function harness(opts: HarnessOptions = {}) {
   const rejected: { row: SpoolRow; kind: WriteErrorKind }[] = [];
   let spooling = opts.spooling ?? true;
   const replayer = new Replayer(
-    { spool: spoolConfig, kafka: kafkaConfig({ batchMaxMessages: 2, ...opts.kafka }) },
+    { spool: spoolConfig, kafka: kafkaConfig({ replayBatchMaxMessages: 2, ...opts.kafka }) },
     {
       logger: log,
       telemetry,
@@ -132,8 +132,8 @@ const spooledIds = (s: Spool): string[] => s.read(0, 1e6, 1e12).map((r) => r.id)
 // --- tests -------------------------------------------------------------------------------
 
 describe('replayer: order and deletion', () => {
-  it('replays rows in row order, in pages of KAFKA_BATCH_MAX_MESSAGES, deleting a page only after send() resolved', async () => {
-    const h = harness({ kafka: { batchMaxMessages: 2 } });
+  it('replays rows in row order, in pages of KAFKA_REPLAY_BATCH_MAX_MESSAGES, deleting a page only after send() resolved', async () => {
+    const h = harness({ kafka: { replayBatchMaxMessages: 2 } });
     const es = Array.from({ length: 5 }, () => entry());
     h.fill(es);
     h.client.mode = 'hang';
@@ -160,8 +160,18 @@ describe('replayer: order and deletion', () => {
     expect(await metric(h.telemetry, 'spool_replay_runs_total', { result: 'drained' })).toBe(1);
   });
 
+  it('pages by KAFKA_REPLAY_BATCH_MAX_MESSAGES, not by the workers\' KAFKA_BATCH_MAX_MESSAGES', async () => {
+    const h = harness({ kafka: { batchMaxMessages: 2, replayBatchMaxMessages: 5 } });
+    const es = Array.from({ length: 12 }, () => entry());
+    h.fill(es);
+    await h.replayer.runOnce();
+    expect(h.client.batches.map((b) => b.length)).toEqual([5, 5, 2]);
+    expect(h.client.batches.flat().map((r) => r.headers['mqtt.message_id'])).toEqual(ids(es));
+    expect(h.spool.stats().rows).toBe(0);
+  });
+
   it('limits a page by KAFKA_BATCH_MAX_BYTES too', async () => {
-    const h = harness({ kafka: { batchMaxMessages: 100, batchMaxBytes: 250 } });
+    const h = harness({ kafka: { replayBatchMaxMessages: 100, batchMaxBytes: 250 } });
     const es = Array.from({ length: 5 }, () => entry());
     h.fill(es);
     await h.replayer.runOnce();
@@ -170,7 +180,7 @@ describe('replayer: order and deletion', () => {
   });
 
   it('deletes nothing of a page whose send() failed, and the next run resends it with the same message ids', async () => {
-    const h = harness({ kafka: { batchMaxMessages: 2 } });
+    const h = harness({ kafka: { replayBatchMaxMessages: 2 } });
     const es = Array.from({ length: 5 }, () => entry());
     h.fill(es);
     h.client.script.push('ok', connectionError());
@@ -191,7 +201,7 @@ describe('replayer: order and deletion', () => {
   });
 
   it('dead-letters (onRejected) a single spooled record Kafka refuses as too large and replays the rest in order', async () => {
-    const h = harness({ kafka: { batchMaxMessages: 4 } });
+    const h = harness({ kafka: { replayBatchMaxMessages: 4 } });
     const es = Array.from({ length: 4 }, () => entry());
     const big = es[2]!.id;
     h.fill(es);
@@ -222,7 +232,7 @@ describe('replayer: probe', () => {
 
 describe('replayer: drained', () => {
   it('calls onDrained once the spool is empty and nothing is pending, and not before', async () => {
-    const h = harness({ kafka: { batchMaxMessages: 2 } });
+    const h = harness({ kafka: { replayBatchMaxMessages: 2 } });
     const es = Array.from({ length: 5 }, () => entry());
     h.fill(es);
     const drainedAtSend: number[] = [];
@@ -267,7 +277,7 @@ describe('replayer: drained', () => {
 
 describe('replayer: appends during a run', () => {
   it('drains records appended while a run is under way in the same run, after the earlier ones', async () => {
-    const h = harness({ kafka: { batchMaxMessages: 2 } });
+    const h = harness({ kafka: { replayBatchMaxMessages: 2 } });
     const early = [entry('k'), entry('k'), entry('k')];
     h.fill(early);
     h.client.script.push('hang');
@@ -289,7 +299,7 @@ describe('replayer: appends during a run', () => {
 
 describe('replayer: runs never overlap', () => {
   it('gives one shared run when runOnce() is called while a run is under way', async () => {
-    const h = harness({ kafka: { batchMaxMessages: 10 } });
+    const h = harness({ kafka: { replayBatchMaxMessages: 10 } });
     h.fill([entry(), entry(), entry()]);
     h.client.mode = 'hang';
     const a = h.replayer.runOnce();
@@ -387,7 +397,7 @@ describe('replayer: spool faults', () => {
   it('never sends a page Kafka acknowledged again: a failed delete stops the run, later runs retry only the delete, then go on', async () => {
     let failing = true;
     const deletes = { n: 0 };
-    const h = harness({ kafka: { batchMaxMessages: 2 }, wrapSpool: failingDeletes(() => failing, deletes) });
+    const h = harness({ kafka: { replayBatchMaxMessages: 2 }, wrapSpool: failingDeletes(() => failing, deletes) });
     const es = Array.from({ length: 5 }, () => entry());
     h.fill(es);
 
@@ -448,7 +458,7 @@ describe('replayer: spool faults', () => {
     await h.replayer.runOnce();
     const client = new FakeClient();
     const again = new Replayer(
-      { spool: h.spoolConfig, kafka: kafkaConfig({ batchMaxMessages: 2 }) },
+      { spool: h.spoolConfig, kafka: kafkaConfig({ replayBatchMaxMessages: 2 }) },
       { logger, telemetry: h.telemetry, client, spool: h.spool, onDrained: () => undefined, spooling: () => true, onRejected: async () => undefined },
     );
     replayers.push({ replayer: again, client });
@@ -461,7 +471,7 @@ describe('replayer: records the spool holds back for lack of disk space', () => 
   it('hands them to onDrained, in order, once the spooled rows are replayed and the file system is still low', async () => {
     const MiB = 1 << 20;
     const disk = { free: 500 * MiB };
-    const h = harness({ kafka: { batchMaxMessages: 10 }, spool: { minFreeBytes: 100 * MiB }, statfs: () => ({ freeBytes: disk.free, sizeBytes: 1000 * MiB }) });
+    const h = harness({ kafka: { replayBatchMaxMessages: 10 }, spool: { minFreeBytes: 100 * MiB }, statfs: () => ({ freeBytes: disk.free, sizeBytes: 1000 * MiB }) });
     const stored = [entry('a'), entry('b')];
     h.fill(stored);
     disk.free = 50 * MiB; // below the watermark: later records are held, not stored
@@ -479,7 +489,7 @@ describe('replayer: records the spool holds back for lack of disk space', () => 
   it('commits and replays them in the same run instead, when the drain gave the space back', async () => {
     const MiB = 1 << 20;
     const disk = { free: 500 * MiB };
-    const h = harness({ kafka: { batchMaxMessages: 10 }, spool: { minFreeBytes: 100 * MiB }, statfs: () => ({ freeBytes: disk.free, sizeBytes: 1000 * MiB }) });
+    const h = harness({ kafka: { replayBatchMaxMessages: 10 }, spool: { minFreeBytes: 100 * MiB }, statfs: () => ({ freeBytes: disk.free, sizeBytes: 1000 * MiB }) });
     const stored = [entry('a')];
     h.fill(stored);
     disk.free = 50 * MiB;
@@ -523,7 +533,7 @@ describe('replayer: no repeats after a restart', () => {
   });
 
   it('raises the replay mark past a page before sending it, and the next page rides in the delete', async () => {
-    const h = harness({ kafka: { batchMaxMessages: 2 } });
+    const h = harness({ kafka: { replayBatchMaxMessages: 2 } });
     const es = Array.from({ length: 6 }, () => entry());
     h.fill(es);
     const rowIds = h.spool.read(0, 100, 1e12).map((r) => r.rowId);
@@ -545,7 +555,7 @@ describe('replayer: no repeats after a restart', () => {
   it('after a restart, deletes the rows at or below the mark that Kafka has and sends only the rest, in order', async () => {
     const asked: CheckedRecord[][] = [];
     const es = Array.from({ length: 6 }, () => entry());
-    const h = harness({ kafka: { batchMaxMessages: 2 }, sentCheck: kafkaHas([es[0]!.id, es[1]!.id, es[2]!.id], asked) });
+    const h = harness({ kafka: { replayBatchMaxMessages: 2 }, sentCheck: kafkaHas([es[0]!.id, es[1]!.id, es[2]!.id], asked) });
     h.fill(es);
     const rowIds = h.spool.read(0, 100, 1e12).map((r) => r.rowId);
     // The earlier process had sent through the 4th row (pages 1 and 2); Kafka has the first three.
