@@ -103,7 +103,7 @@ describe('spool: Kafka outages', () => {
 
   it('loses nothing PUBACKed when the bridge is SIGKILLed twice during an outage and once during replay', async () => {
     const dir = makeTempDir('kills-');
-    const over = { MQTT_CLIENT_ID: 'faults-kills', KAFKA_TOPIC: 'kills', SPOOL_REPLAY_INTERVAL_MS: '2000', KAFKA_BATCH_MAX_MESSAGES: '100' };
+    const over = { MQTT_CLIENT_ID: 'faults-kills', KAFKA_TOPIC: 'kills', SPOOL_REPLAY_INTERVAL_MS: '2000', KAFKA_BATCH_MAX_MESSAGES: '100', KAFKA_REPLAY_BATCH_MAX_MESSAGES: '100' };
     let b = await bridge(over, dir);
     await kafka.stop();
     const restart = async () => {
