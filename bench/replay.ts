@@ -4,7 +4,7 @@
  * topics with Kafka down, starts Kafka, and reports the replay rate (first replayed record to an
  * empty spool) and the bridge's CPU per replayed record (user + system). REPLAY_ROUNDS (default
  * 1) repeats the spool-and-replay cycle in the same bridge. REPLAY_BRIDGE_ENV adds variables for
- * the bridge ('KAFKA_BATCH_MAX_MESSAGES=2000 ...'); BRIDGE_NODE_FLAGS replaces its Node flags
+ * the bridge ('KAFKA_REPLAY_BATCH_MAX_MESSAGES=500 ...'); BRIDGE_NODE_FLAGS replaces its Node flags
  * (add --cpu-prof --cpu-prof-dir=DIR to profile it).
  */
 import { readFileSync } from 'node:fs';
