@@ -55,6 +55,13 @@ describe('Kafka record encoding (patched @platformatic/kafka)', () => {
     expect(encodeRecordsFast([ok, { ...ok, timestamp: first + 2n ** 31n }], first)).toBeUndefined();
     expect(encodeRecordsFast([{ ...ok, value: 'text' as unknown as Buffer }], first)).toBeUndefined();
     expect(encodeRecordsFast([{ ...ok, headers: { a: Buffer.from('b') } as unknown as Map<Buffer, Buffer> }], first)).toBeUndefined();
+    // A header that is not bytes, after good ones of the same record and batch; the next batch is encoded again.
+    const good = new Map([[Buffer.from('a'), Buffer.from('b')]]);
+    const bad = new Map<Buffer, Buffer>([[Buffer.from('a'), Buffer.from('b')], [Buffer.from('c'), 'text' as unknown as Buffer]]);
+    expect(encodeRecordsFast([{ ...ok, headers: good }, { ...ok, headers: bad }], first)).toBeUndefined();
+    expect(encodeRecordsFast([{ ...ok, headers: new Map([['text' as unknown as Buffer, Buffer.from('v')]]) }], first)).toBeUndefined();
+    const again = encodeRecordsFast([{ ...ok, headers: good }], first);
+    expect(again?.equals(reference([{ ...ok, headers: good }], first))).toBe(true);
   });
 
   it('timestamp deltas beyond 32 bits read back (the @platformatic/dynamic-buffer part of the patch)', () => {
