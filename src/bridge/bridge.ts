@@ -203,7 +203,10 @@ export class Bridge implements HealthState {
     // Counted once per route and turn, not per message (a labelled inc() costs about as much as the mapping).
     let route: string | undefined;
     let routeCount = 0;
-    for (const msg of batch) {
+    // Indexed, not for-of: this runs once per slice, and until the optimizing compiler takes it
+    // over for-of allocates an iterator result per message.
+    for (let i = 0; i < batch.length; i++) {
+      const msg = batch[i]!;
       const r = transform.apply(msg);
       if (r.route !== route) {
         if (route !== undefined) telemetry.messageReceived(route, routeCount);
@@ -308,10 +311,11 @@ export class Bridge implements HealthState {
   }
 
   private settle(entries: readonly Pending[], where: 'kafka' | 'spool' | undefined): void {
-    const times: number[] = [];
-    for (const e of entries) {
+    const times: number[] = new Array<number>(entries.length);
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
       if (e.seq >= 0) this.source.settle(e.seq);
-      times.push(e.receivedAtMs);
+      times[i] = e.receivedAtMs;
     }
     if (where) this.parts.telemetry.durable(times, where);
   }

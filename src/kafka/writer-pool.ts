@@ -266,8 +266,7 @@ class Worker {
       });
       return batch;
     }
-    let bytes = 0;
-    for (const e of batch) bytes += e.bytes;
+    const bytes = batchBytes(batch);
     this.lastWriteOk = true;
     this.fault.ok(this.source);
     this.deps.telemetry.written(batch.length, bytes, performance.now() - t0, 'direct');
@@ -314,9 +313,7 @@ class Worker {
     };
     this.delivering = delivery.then(
       () => {
-        let bytes = 0;
-        for (const e of batch) bytes += e.bytes;
-        this.deps.telemetry.written(batch.length, bytes, performance.now() - t0, 'direct');
+        this.deps.telemetry.written(batch.length, batchBytes(batch), performance.now() - t0, 'direct');
         // Entries the spool had not committed yet were never acknowledged: Kafka has them now.
         const unsettled = resolved(true);
         if (unsettled.length > 0) this.deps.onWritten(unsettled);
@@ -409,4 +406,11 @@ class Worker {
   async close(): Promise<void> {
     await this.client.close().catch(() => undefined);
   }
+}
+
+/** The records' bytes (an indexed loop: once per batch, for-of would allocate per record until optimized). */
+function batchBytes(batch: readonly Pending[]): number {
+  let bytes = 0;
+  for (let i = 0; i < batch.length; i++) bytes += batch[i]!.bytes;
+  return bytes;
 }
