@@ -1,6 +1,9 @@
 import type { InboundMessage } from '../mqtt/types.js';
 import type { Transform, TransformResult } from './types.js';
 
+/** The default mapping adds no headers of its own: one shared empty set, not an object per message. */
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+
 /** Kafka's limit on a topic name. */
 export const KAFKA_TOPIC_MAX = 249;
 const ILLEGAL = /[^a-zA-Z0-9._-]/g;
@@ -60,7 +63,7 @@ export function createDefaultMapping(opts: DefaultMappingOptions): Transform {
         return { kind: 'dead', route: 'default', reason: 'bad_topic', detail: `no legal Kafka topic can be derived from MQTT topic` };
       }
       const value = opts.format === 'envelope' ? envelope(msg.topic, msg.payload) : msg.payload;
-      return { kind: 'record', route: 'default', topic, key: msg.topic, value, headers: {} };
+      return { kind: 'record', route: 'default', topic, key: msg.topic, value, headers: NO_HEADERS };
     },
   };
 }
