@@ -7,7 +7,13 @@
  *           and array buffers, and /proc/<pid>/smaps_rollup (anonymous vs file-backed pages);
  *   full    peak RSS while MEM_MESSAGES (default 100,000) QoS 1 messages of 200 B over 500 badge
  *           topics go through at full speed, CPU µs per message (user + system), throughput;
+ *           the garbage collections meanwhile (prom-client's nodejs_gc_duration_seconds: minor =
+ *           scavenges, major = mark-compacts) and their pause time;
  *   topics  peak RSS while MEM_TOPICS (default 100,000) messages go to as many distinct topics.
+ * With MEM_ALLOC=1, each bridge also preloads bench/lib/alloc-sampler.mjs and, during the full-speed
+ * phase, samples MEM_ALLOC_SECONDS (default 3) of allocations, freed objects included: bytes
+ * allocated per message, in all and by function (the sampler costs CPU: leave the CPU figure of
+ * such a run aside).
  * Prints one table per measure; writes the JSON to bench/results/memory-<date>.json.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -21,6 +27,9 @@ const IDLE_S = Number(process.env.MEM_IDLE_SECONDS ?? 15);
 /** The image's command line: Dockerfile NODE_OPTIONS + CMD. */
 const IMAGE_FLAGS = readImageFlags();
 const FLAG_SETS = (process.env.MEM_FLAGS ?? IMAGE_FLAGS).split('|').map((s) => s.trim());
+const ALLOC = process.env.MEM_ALLOC === '1';
+const ALLOC_S = Number(process.env.MEM_ALLOC_SECONDS ?? 3);
+const SAMPLER = path.join(repoRoot, 'bench', 'lib', 'alloc-sampler.mjs');
 const BADGES = 500;
 const MB = 1048576;
 
@@ -109,6 +118,59 @@ async function heap(b: BridgeProcess): Promise<Record<string, number>> {
   return out;
 }
 
+/** Garbage collections so far, from prom-client's GC histogram: count and pause seconds by kind. */
+async function gcStats(b: BridgeProcess): Promise<Record<string, number>> {
+  const m = await b.metrics();
+  const out: Record<string, number> = {};
+  for (const [k, v] of m) {
+    const g = /^nodejs_gc_duration_seconds_(count|sum)\{kind="(\w+)"\}$/.exec(k);
+    if (g) out[`${g[2]} ${g[1]}`] = v;
+  }
+  return out;
+}
+
+interface ProfileNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children: ProfileNode[];
+}
+
+/** Bytes allocated per message in a sampling heap profile, in all and by function (self). */
+function allocationsPerMessage(file: string, messages: number): { total: number; byFunction: [string, number][] } {
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as { head: ProfileNode };
+  const by = new Map<string, number>();
+  let total = 0;
+  const walk = (n: ProfileNode) => {
+    const f = n.callFrame;
+    const where = f.url === '' ? '(V8 built-in)' : `${f.url.replace(/^.*\/node_modules\//, '').replace(/^file:\/\/.*\/dist\//, 'dist/')}:${f.lineNumber + 1}`;
+    const name = `${f.functionName || '(anonymous)'} ${where}`;
+    by.set(name, (by.get(name) ?? 0) + n.selfSize);
+    total += n.selfSize;
+    for (const c of n.children) walk(c);
+  };
+  walk(profile.head);
+  const byFunction = [...by].sort((a, b) => b[1] - a[1]).slice(0, 15).map(([k, v]): [string, number] => [k, v / messages]);
+  return { total: total / messages, byFunction };
+}
+
+async function sampleAllocations(b: BridgeProcess, file: string): Promise<{ total: number; byFunction: [string, number][] }> {
+  while ((await b.metric('mqtt_kafka_messages_received_total')) < 5000) await sleep(50);
+  const m0 = await b.metric('mqtt_kafka_messages_received_total');
+  process.kill(b.proc.pid, 'SIGUSR2');
+  await sleep(ALLOC_S * 1000);
+  process.kill(b.proc.pid, 'SIGUSR2');
+  const messages = (await b.metric('mqtt_kafka_messages_received_total')) - m0;
+  const end = Date.now() + 30_000;
+  for (;;) {
+    try {
+      return allocationsPerMessage(file, messages);
+    } catch (err) {
+      if (Date.now() > end) throw err;
+      await sleep(200);
+    }
+  }
+}
+
 async function publish(url: string, n: number, topic: (i: number) => string): Promise<void> {
   const c = await mqtt.connectAsync(url, { clientId: `mem-pub-${Date.now()}`, clean: true });
   const body = (i: number) => {
@@ -140,10 +202,11 @@ async function main(): Promise<void> {
   log(`brokers starting (logs in ${dir}); flag sets: ${FLAG_SETS.map((f) => `[${f}]`).join(' ')}`);
   const [mosq, kafka] = await Promise.all([startMosquitto({ logDir: dir }), startKafka({ logDir: dir })]);
   const rows: Record<string, Record<string, number>> = {};
+  const allocations: Record<string, [string, number][]> = {};
   try {
     await kafka.createTopic('mem', 4);
     for (const [i, flags] of FLAG_SETS.entries()) {
-      process.env.BRIDGE_NODE_FLAGS = flags;
+      process.env.BRIDGE_NODE_FLAGS = ALLOC ? `${flags} --import=${SAMPLER}` : flags;
       process.env.BRIDGE_DIST = '1';
       const sub = path.join(dir, `run-${i}`);
       mkdirSync(sub, { recursive: true });
@@ -157,6 +220,7 @@ async function main(): Promise<void> {
           KAFKA_PORT: String(kafka.port),
           KAFKA_TOPIC: 'mem',
           LOG_LEVEL: 'warn',
+          ALLOC_PROFILE_PATH: path.join(sub, 'alloc.heapprofile'),
           // MEM_BRIDGE_ENV: extra variables for the bridge, e.g. 'MALLOC_ARENA_MAX=2 MALLOC_TRIM_THRESHOLD_=131072'.
           ...Object.fromEntries((process.env.MEM_BRIDGE_ENV ?? '').split(' ').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
         },
@@ -171,12 +235,24 @@ async function main(): Promise<void> {
 
       log(`[${flags}] full speed, ${N} messages`);
       const s = peakSampler(pid, b);
+      const g0 = await gcStats(b);
       const c0 = cpuSeconds(pid);
       const t0 = Date.now();
-      await publish(mosq.url, N, (j) => `mem/badge/${j % BADGES}/hb`);
+      const sent = publish(mosq.url, N, (j) => `mem/badge/${j % BADGES}/hb`);
+      const alloc = ALLOC ? await sampleAllocations(b, path.join(sub, 'alloc.heapprofile')) : undefined;
+      await sent;
       const t1 = await waitWritten(b, N);
       row['full CPU µs/msg'] = ((cpuSeconds(pid) - c0) * 1e6) / N;
       row['full msg/s'] = (N * 1000) / (t1 - t0);
+      const g1 = await gcStats(b);
+      const gc = (k: string) => (g1[k] ?? 0) - (g0[k] ?? 0);
+      row['full GC scavenges'] = gc('minor count');
+      row['full GC mark-compacts'] = gc('major count');
+      row['full GC pause ms'] = (gc('minor sum') + gc('major sum') + gc('incremental sum')) * 1000;
+      if (alloc) {
+        row['full allocated KB/msg'] = alloc.total / 1024;
+        allocations[flags] = alloc.byFunction;
+      }
       row['full peak RSS'] = s.peak();
       for (const [k, v] of Object.entries(s.peaks())) row[`full peak ${k}`] = v;
       for (const [k, v] of Object.entries(await heap(b))) row[`full ${k}`] = v;
@@ -206,9 +282,13 @@ async function main(): Promise<void> {
   const lines = [`| MB (or as named) | ${names.map((n) => `\`${n}\``).join(' | ')} |`, `|---|${names.map(() => '---:').join('|')}|`];
   for (const k of keys) lines.push(`| ${k} | ${names.map((n) => (rows[n]![k] ?? NaN).toFixed(1)).join(' | ')} |`);
   process.stdout.write(lines.join('\n') + '\n');
+  for (const [flags, top] of Object.entries(allocations)) {
+    process.stdout.write(`\nallocated per message at full speed, by function (self), [${flags}]:\n`);
+    for (const [fn, bytes] of top) process.stdout.write(`${bytes.toFixed(0).padStart(6)} B  ${fn}\n`);
+  }
   const out = path.join(repoRoot, 'bench', 'results');
   mkdirSync(out, { recursive: true });
-  writeFileSync(path.join(out, `memory-${new Date().toISOString().replace(/[:.]/g, '-')}.json`), JSON.stringify({ date: new Date().toISOString(), messages: N, topics: TOPICS, rows }, null, 2));
+  writeFileSync(path.join(out, `memory-${new Date().toISOString().replace(/[:.]/g, '-')}.json`), JSON.stringify({ date: new Date().toISOString(), messages: N, topics: TOPICS, rows, allocations }, null, 2));
 }
 
 main().catch((e: unknown) => {
