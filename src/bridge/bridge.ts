@@ -373,7 +373,7 @@ export class Bridge implements HealthState {
   intakePaused(spoolBlocked = this.spool.stats().blocked): IntakePausedDetail {
     const reason = this.source.pauseReason;
     if (reason === undefined) return null;
-    if (spoolBlocked && (reason === 'in_flight_bound' || reason === 'in_flight_bytes_bound')) return 'spool_blocked';
+    if (spoolBlocked && (reason === 'in_flight_bound' || reason === 'in_flight_bytes_bound' || reason === 'read_ahead_bound')) return 'spool_blocked';
     return reason;
   }
 

@@ -115,6 +115,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, deps: LoadDeps = {}): Config 
       tls: mqttTls,
       maxInFlight: v.MAX_IN_FLIGHT_MESSAGES as number,
       maxInFlightBytes: v.MAX_IN_FLIGHT_BYTES as number,
+      readAheadMessages: v.READ_AHEAD_MESSAGES as number,
+      readAheadMaxAgeMs: v.READ_AHEAD_MAX_AGE_MS as number,
       removedFilterPolicy: v.MQTT_REMOVED_FILTER_POLICY as 'forward' | 'dead_letter',
     },
     kafka: {

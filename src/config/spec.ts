@@ -76,6 +76,8 @@ export const VARS: readonly VarSpec[] = [
   { group: 'mqtt', env: 'MQTT_TLS_INSECURE', default: 'false', doc: "Do not verify the MQTT broker's certificate and host name (tests only; logged as a warning at start).", schema: bool },
   { group: 'mqtt', env: 'MAX_IN_FLIGHT_BYTES', default: '67108864', doc: 'Payload bytes of the messages counted by MAX_IN_FLIGHT_MESSAGES; reading also stops at this bound, so large payloads cannot exhaust memory.', schema: int(65536) },
   { group: 'mqtt', env: 'MAX_IN_FLIGHT_MESSAGES', default: '10000', doc: 'Messages received but not yet durable (in Kafka or the spool). At this bound the bridge stops reading from MQTT; also sent to MQTT 5 brokers as Receive Maximum (capped at 65535).', schema: int(1, 1_000_000) },
+  { group: 'mqtt', env: 'READ_AHEAD_MESSAGES', default: '2000', doc: 'While Kafka keeps up, reading from MQTT also stops at this many messages not yet durable (a shallower pipeline: fewer records live long enough to reach the old generation of the heap). Once the oldest of them has waited READ_AHEAD_MAX_AGE_MS (Kafka slow or silent) only MAX_IN_FLIGHT_MESSAGES applies. 0 turns it off.', schema: int(0, 1_000_000) },
+  { group: 'mqtt', env: 'READ_AHEAD_MAX_AGE_MS', default: '1000', doc: 'How long the oldest message not yet durable may wait before READ_AHEAD_MESSAGES stops applying and intake reads on up to MAX_IN_FLIGHT_MESSAGES.', schema: int(1, 600_000) },
 
   // --- Kafka ---
   { group: 'kafka', env: 'KAFKA_BROKER', doc: 'Kafka bootstrap host (with KAFKA_PORT). Either this or KAFKA_BROKERS is required.', schema: nonEmpty },

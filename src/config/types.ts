@@ -39,6 +39,13 @@ export interface Config {
     readonly maxInFlight: number;
     /** Payload bytes of those messages; at this bound reading stops too. */
     readonly maxInFlightBytes: number;
+    /**
+     * While the oldest unsettled message is younger than readAheadMaxAgeMs, reading also stops at
+     * this many (0 = off): the pipeline stays shallow while Kafka keeps up, and maxInFlight stays
+     * the buffer for a Kafka that is slow or silent.
+     */
+    readonly readAheadMessages: number;
+    readonly readAheadMaxAgeMs: number;
     /** What happens to messages the broker had queued for a filter removed from the configuration. */
     readonly removedFilterPolicy: 'forward' | 'dead_letter';
   };

@@ -16,6 +16,8 @@ export interface AckEntry {
   readonly generation: number;
   /** Payload bytes, for the in-flight byte bound. */
   readonly bytes: number;
+  /** When it was received (Date.now()), for the read-ahead bound's age. */
+  readonly atMs: number;
   settled: boolean;
 }
 
@@ -32,8 +34,8 @@ export class AckTracker {
   constructor(private readonly release: (packetId: number, generation: number) => void) {}
 
   /** Registers a received message; returns its seq. */
-  push(packetId: number, generation: number, bytes = 0): number {
-    this.entries.push({ packetId, generation, bytes, settled: false });
+  push(packetId: number, generation: number, bytes = 0, atMs = 0): number {
+    this.entries.push({ packetId, generation, bytes, atMs, settled: false });
     this.bytesCount += bytes;
     if (packetId >= 0) this.unackedCount++;
     return this.nextSeq++;
@@ -73,6 +75,11 @@ export class AckTracker {
   /** Messages pushed and not yet released (settled but waiting behind an earlier one count too). */
   get inFlight(): number {
     return this.entries.length - this.head;
+  }
+
+  /** When the oldest message counted by inFlight was received (push's atMs); undefined when none is. */
+  get oldestAtMs(): number | undefined {
+    return this.entries[this.head]?.atMs;
   }
 
   /** Payload bytes of the messages counted by inFlight. */

@@ -120,8 +120,39 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
   };
 
   // Reading also stops while the socket cannot take our PUBACKs: they would pile up unbounded.
-  const atCapacity = (): boolean =>
+  const atHardBound = (): boolean =>
     manualPause || tracker.inFlight >= config.maxInFlight || tracker.inFlightBytes >= config.maxInFlightBytes || seam?.blocked === true;
+  // The read-ahead bound: while Kafka keeps up (the oldest unsettled message is younger than
+  // READ_AHEAD_MAX_AGE_MS), reading stops at READ_AHEAD_MESSAGES. A deeper pipeline buys no
+  // throughput then, only records that live through two scavenges and are promoted to the old
+  // generation (README "Memory and CPU"). Once the oldest has waited that long, Kafka is slow or
+  // silent and MAX_IN_FLIGHT_MESSAGES is the buffer again, as before.
+  const readAheadFull = (now: number): boolean => {
+    if (config.readAheadMessages <= 0 || tracker.inFlight < config.readAheadMessages) return false;
+    const oldest = tracker.oldestAtMs;
+    return oldest !== undefined && now - oldest < config.readAheadMaxAgeMs;
+  };
+  const atCapacity = (now = Date.now()): boolean => atHardBound() || readAheadFull(now);
+  // Held by the read-ahead bound alone, nothing may settle (Kafka silent): this timer lifts it once
+  // the oldest message is old enough. One at a time; when it fires early (the oldest settled
+  // meanwhile) it looks again and re-arms.
+  let readAheadTimer: NodeJS.Timeout | undefined;
+  const armReadAheadTimer = (now: number): void => {
+    if (readAheadTimer !== undefined || heldCallback === undefined || intakeStopped || atHardBound() || !readAheadFull(now)) return;
+    readAheadTimer = setTimeout(
+      () => {
+        readAheadTimer = undefined;
+        releaseHeld();
+      },
+      Math.max(1, tracker.oldestAtMs! + config.readAheadMaxAgeMs - now),
+    );
+    readAheadTimer.unref();
+  };
+  const clearReadAheadTimer = (): void => {
+    if (readAheadTimer === undefined) return;
+    clearTimeout(readAheadTimer);
+    readAheadTimer = undefined;
+  };
 
   const keepaliveMs = config.keepaliveS * 1000;
   /** True while we are not reading, or were not a moment ago (PINGRESPs may still sit behind the backlog). */
@@ -136,12 +167,16 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     const cb = heldCallback;
     if (!cb) return;
     heldCallback = undefined;
+    clearReadAheadTimer();
     lastHeldMs = Date.now();
     cb();
   };
 
   const releaseHeld = (): void => {
-    if (heldCallback && !intakeStopped && !atCapacity()) release();
+    if (!heldCallback || intakeStopped) return;
+    const now = Date.now();
+    if (!atCapacity(now)) release();
+    else armReadAheadTimer(now);
   };
 
   const handleMessage = (packet: IPublishPacket, callback: () => void): void => {
@@ -163,7 +198,8 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     }
     // topicAliasMaximum is not sent in CONNECT, so the broker never aliases: packet.topic is whole.
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-    const seq = tracker.push(qos > 0 && packet.messageId !== undefined ? packet.messageId : -1, generation, payload.length + packet.topic.length);
+    const now = Date.now();
+    const seq = tracker.push(qos > 0 && packet.messageId !== undefined ? packet.messageId : -1, generation, payload.length + packet.topic.length, now);
     const removedFilter = removedMatcher.active ? removedMatcher.match(packet.topic) : undefined;
     if (removedFilter !== undefined && removedSeen++ === 0) {
       log.info({ filter: removedFilter, policy: config.removedFilterPolicy }, 'messages queued for a removed filter are arriving; MQTT_REMOVED_FILTER_POLICY applies to them');
@@ -176,7 +212,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       qos,
       retain: packet.retain,
       dup: packet.dup,
-      receivedAtMs: Date.now(),
+      receivedAtMs: now,
       userProperties: packet.properties?.userProperties,
       removedFilter,
     };
@@ -188,8 +224,10 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       // and the broker will redeliver it after a reconnect.
       log.error({ err: describeError(err), seq }, 'message handler threw; message left unacknowledged');
     }
-    if (atCapacity()) hold(callback);
-    else callback();
+    if (atCapacity(now)) {
+      hold(callback);
+      armReadAheadTimer(now);
+    } else callback();
   };
 
   // --- subscriptions --------------------------------------------------------------------------
@@ -474,6 +512,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
   const close = (deadlineMs = Date.now() + 5000): Promise<void> => {
     closing ??= (async () => {
       intakeStopped = true;
+      clearReadAheadTimer();
       manualPause = true;
       const c = client;
       if (c) {
@@ -543,6 +582,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     if (heldCallback === undefined) return undefined;
     if (seam?.blocked) return 'mqtt_write_blocked';
     if (tracker.inFlightBytes >= config.maxInFlightBytes && tracker.inFlight < config.maxInFlight) return 'in_flight_bytes_bound';
+    if (tracker.inFlight < config.maxInFlight && readAheadFull(Date.now())) return 'read_ahead_bound';
     return 'in_flight_bound';
   };
 

@@ -29,12 +29,14 @@ export interface InboundMessage {
  * Why reading from MQTT is paused (reported by /readyz as `intakePaused`).
  * - `in_flight_bound`: MAX_IN_FLIGHT_MESSAGES messages are not durable yet (Kafka slow or failing).
  * - `in_flight_bytes_bound`: MAX_IN_FLIGHT_BYTES reached.
+ * - `read_ahead_bound`: READ_AHEAD_MESSAGES are not durable yet while Kafka keeps up (normal at
+ *   full speed; lifted once the oldest has waited READ_AHEAD_MAX_AGE_MS).
  * - `mqtt_write_blocked`: the MQTT socket cannot take our PUBACKs (its write buffer is full).
  * - `paused`: pause() was called.
  * - `stopping`: graceful stop; nothing more is read.
  * The bridge reports `spool_blocked` instead of an in-flight bound while the spool holds commits back.
  */
-export type IntakePauseReason = 'in_flight_bound' | 'in_flight_bytes_bound' | 'mqtt_write_blocked' | 'paused' | 'stopping';
+export type IntakePauseReason = 'in_flight_bound' | 'in_flight_bytes_bound' | 'read_ahead_bound' | 'mqtt_write_blocked' | 'paused' | 'stopping';
 
 /** What the MQTT source needs from the rest of the bridge. */
 export interface MqttSourceDeps {

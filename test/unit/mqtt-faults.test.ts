@@ -21,6 +21,8 @@ describe('MQTT connection errors are one fault, not a line per reconnect', () =>
       reconnectMs: 100,
       maxInFlight: 10,
       maxInFlightBytes: 1 << 20,
+      readAheadMessages: 0,
+      readAheadMaxAgeMs: 1000,
       removedFilterPolicy: 'dead_letter',
     };
     const source = createMqttSource(config, {

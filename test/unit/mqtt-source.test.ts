@@ -42,6 +42,8 @@ function mqttConfig(url: string, over: Partial<Config['mqtt']> = {}): Config['mq
     reconnectMs: 100,
     maxInFlight: 1000,
     maxInFlightBytes: 1 << 26,
+    readAheadMessages: 0,
+    readAheadMaxAgeMs: 1000,
     removedFilterPolicy: 'dead_letter',
     ...over,
   };
@@ -187,6 +189,105 @@ describe('MQTT source: back-pressure without disconnects', () => {
     expect(h.source.pauseReason).toBeUndefined();
     expect(broker.conns.length).toBe(1);
     expect(h.logs.filter((l) => l.level >= 40)).toEqual([]);
+  });
+});
+
+describe('MQTT source: the read-ahead bound (READ_AHEAD_MESSAGES)', () => {
+  it('stops reading at READ_AHEAD_MESSAGES while Kafka keeps up, and reads on as soon as messages settle', async () => {
+    const broker = await FakeBroker.start();
+    brokers.push(broker);
+    const h = harness(broker, { maxInFlight: 20, readAheadMessages: 4, readAheadMaxAgeMs: 60_000 }, { settle: 'manual' });
+    await h.source.start();
+    for (let i = 0; i < 12; i++) broker.conn.publish(`sensors/${i}`, 'x');
+    await until(() => h.delivered.length === 4, 'the read-ahead bound reached');
+    await sleep(300);
+    expect(h.delivered.length).toBe(4);
+    expect(h.source.pauseReason).toBe('read_ahead_bound');
+    // Two settle: two more are read, no more.
+    h.source.settle(h.delivered[0]!.seq);
+    h.source.settle(h.delivered[1]!.seq);
+    await until(() => h.delivered.length === 6, 'two more read');
+    await sleep(200);
+    expect(h.delivered.length).toBe(6);
+    const settleAll = () => h.delivered.forEach((m) => h.source.settle(m.seq));
+    while (h.delivered.length < 12) {
+      settleAll();
+      await sleep(10);
+    }
+    settleAll();
+    await until(() => broker.packets('puback').length === 12, '12 PUBACKs');
+    expect(broker.packets('puback').map((p) => p.messageId)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    expect(h.source.pauseReason).toBeUndefined();
+  });
+
+  it('lifts once the oldest message has waited READ_AHEAD_MAX_AGE_MS with nothing settling (Kafka silent): MAX_IN_FLIGHT_MESSAGES holds then', async () => {
+    const broker = await FakeBroker.start();
+    brokers.push(broker);
+    const h = harness(broker, { maxInFlight: 10, readAheadMessages: 3, readAheadMaxAgeMs: 400 }, { settle: 'manual' });
+    await h.source.start();
+    for (let i = 0; i < 15; i++) broker.conn.publish(`sensors/${i}`, 'x');
+    await until(() => h.delivered.length === 3, 'the read-ahead bound reached');
+    const t0 = Date.now();
+    await sleep(150);
+    expect(h.delivered.length).toBe(3);
+    // Nothing settles: the timer alone lets intake read on, up to the in-flight bound.
+    await until(() => h.delivered.length === 10, 'read on to MAX_IN_FLIGHT_MESSAGES', 3000);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(200);
+    await sleep(300);
+    expect(h.delivered.length).toBe(10);
+    expect(h.source.pauseReason).toBe('in_flight_bound');
+    // Kafka answers again: everything drains, PUBACKs in order, on the same connection.
+    const settleAll = () => h.delivered.forEach((m) => h.source.settle(m.seq));
+    while (h.delivered.length < 15) {
+      settleAll();
+      await sleep(10);
+    }
+    settleAll();
+    await until(() => broker.packets('puback').length === 15, '15 PUBACKs');
+    expect(broker.packets('puback').map((p) => p.messageId)).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
+    expect(broker.conns.length).toBe(1);
+    expect(h.logs.filter((l) => l.level >= 40)).toEqual([]);
+  });
+
+  it('a hold at MAX_IN_FLIGHT_MESSAGES that settles down to the read-ahead bound is lifted by age when nothing more settles', async () => {
+    const broker = await FakeBroker.start();
+    brokers.push(broker);
+    const h = harness(broker, { maxInFlight: 6, readAheadMessages: 3, readAheadMaxAgeMs: 300 }, { settle: 'manual' });
+    await h.source.start();
+    for (let i = 0; i < 12; i++) broker.conn.publish(`sensors/${i}`, 'x');
+    // The read-ahead lifts after 300 ms, then intake stops at 6.
+    await until(() => h.delivered.length === 6, 'the in-flight bound reached', 3000);
+    expect(h.source.pauseReason).toBe('in_flight_bound');
+    // The three oldest settle, the first of them last (another partition's batch came back first):
+    // 3 in flight, and the oldest left was read a moment ago, so the read-ahead bound holds now.
+    // Nothing settles after that (Kafka silent): its age alone must let intake read on.
+    for (const i of [2, 1, 0]) h.source.settle(h.delivered[i]!.seq);
+    expect(h.source.pauseReason).toBe('read_ahead_bound');
+    const t0 = Date.now();
+    await sleep(100);
+    expect(h.delivered.length).toBe(6);
+    await until(() => h.delivered.length === 9, 'read on to the in-flight bound again', 3000);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(150);
+    expect(h.source.pauseReason).toBe('in_flight_bound');
+    const settleAll = () => h.delivered.forEach((m) => h.source.settle(m.seq));
+    while (h.delivered.length < 12) {
+      settleAll();
+      await sleep(10);
+    }
+    settleAll();
+    await until(() => broker.packets('puback').length === 12, '12 PUBACKs');
+  });
+
+  it('is off with READ_AHEAD_MESSAGES=0: only MAX_IN_FLIGHT_MESSAGES holds', async () => {
+    const broker = await FakeBroker.start();
+    brokers.push(broker);
+    const h = harness(broker, { maxInFlight: 8, readAheadMessages: 0, readAheadMaxAgeMs: 60_000 }, { settle: 'manual' });
+    await h.source.start();
+    for (let i = 0; i < 10; i++) broker.conn.publish(`sensors/${i}`, 'x');
+    await until(() => h.delivered.length === 8, 'the in-flight bound reached');
+    expect(h.source.pauseReason).toBe('in_flight_bound');
+    for (const m of h.delivered) h.source.settle(m.seq);
+    await until(() => h.delivered.length === 10, 'the rest');
   });
 });
 
