@@ -31,6 +31,8 @@ beforeAll(async () => {
   [mosq, kafka] = await Promise.all([startMosquitto({ extraConfig: ['log_type all'] }), startKafka()]);
   await kafka.createTopic('bp-inflight', 4);
   await kafka.createTopic('bp-spool', 4);
+  await kafka.createTopic('bp-ra-healthy', 4);
+  await kafka.createTopic('bp-ra-frozen', 4);
 });
 
 afterAll(async () => {
@@ -103,10 +105,10 @@ async function holdPaused(b: BridgeProcess, clientId: string, reason: string) {
   };
 }
 
-async function drainedAndChecked(b: BridgeProcess, clientId: string, published: number) {
+async function drainedAndChecked(b: BridgeProcess, clientId: string, published: number, perBadge = PER_BADGE) {
   await b.waitFor('drained', async () => (await b.metric('mqtt_kafka_unacked_messages')) === 0 && (await b.metric('mqtt_kafka_spool_rows')) === 0, 120_000);
   const records = await kafka.readTopic(clientId, { expected: published, timeoutMs: 60_000 });
-  const check = checkBadges(records, BADGES, PER_BADGE);
+  const check = checkBadges(records, BADGES, perBadge);
   const connects = brokerLines(clientId).filter((l) => /New client connected/.test(l)).length;
   const bridgeLog = fs.readFileSync(b.logFile, 'utf8').split('\n');
   return {
@@ -170,6 +172,78 @@ describe('back-pressure without disconnects', () => {
     expect(held.disconnects).toEqual([]);
     expect(held.pingreqs).toBeGreaterThanOrEqual(2);
     expect(held.healthMaxMs).toBeLessThan(500);
+    expect(result).toMatchObject({ records: published, lost: 0, duplicates: 0, outOfOrder: 0, connects: 1, reconnectsTotal: 0, unreachableLines: 0 });
+    await b.proc.stop('SIGTERM');
+  });
+});
+
+/**
+ * The read-ahead bound (READ_AHEAD_MESSAGES): while Kafka answers, no more than that many messages
+ * are in flight; when Kafka freezes, intake pauses there first, then reads on to
+ * MAX_IN_FLIGHT_MESSAGES once the oldest has waited READ_AHEAD_MAX_AGE_MS. Nothing lost,
+ * duplicated or reordered either way.
+ */
+describe('the read-ahead bound against real Mosquitto and Kafka', () => {
+  const READ_AHEAD = 100;
+  const MAX_AGE_MS = 3000;
+
+  /** Samples mqtt_kafka_in_flight_messages every 50 ms until `done` settles; returns the largest. */
+  async function maxInFlightWhile(b: BridgeProcess, done: Promise<unknown>): Promise<{ max: number; samples: number }> {
+    let finished = false;
+    void done.finally(() => (finished = true));
+    let max = 0;
+    let samples = 0;
+    while (!finished) {
+      max = Math.max(max, await b.metric('mqtt_kafka_in_flight_messages'));
+      samples++;
+      await sleep(50);
+    }
+    return { max, samples };
+  }
+
+  it('Kafka answering: in flight never above READ_AHEAD_MESSAGES; all written in order', async () => {
+    const id = 'bp-ra-healthy';
+    const b = await bridge(id, { READ_AHEAD_MESSAGES: String(READ_AHEAD), READ_AHEAD_MAX_AGE_MS: String(MAX_AGE_MS) });
+    const perBadge = 200; // 20,000 messages at full speed
+    const publishing = publishBadges({ url: mosq.url, badges: BADGES, perBadge });
+    const sampled = await maxInFlightWhile(b, publishing);
+    const published = await publishing;
+    const result = await drainedAndChecked(b, id, published, perBadge);
+    console.log(`read-ahead, Kafka answering: ${JSON.stringify({ published, ...sampled, ...result })}`);
+    expect(sampled.samples).toBeGreaterThan(10);
+    expect(sampled.max).toBeLessThanOrEqual(READ_AHEAD);
+    expect(result).toMatchObject({ records: published, lost: 0, duplicates: 0, outOfOrder: 0, connects: 1, reconnectsTotal: 0 });
+    await b.proc.stop('SIGTERM');
+  });
+
+  it('Kafka frozen: intake pauses at READ_AHEAD_MESSAGES, reads on to MAX_IN_FLIGHT_MESSAGES after READ_AHEAD_MAX_AGE_MS, then all drains', async () => {
+    const id = 'bp-ra-frozen';
+    const b = await bridge(id, { READ_AHEAD_MESSAGES: String(READ_AHEAD), READ_AHEAD_MAX_AGE_MS: String(MAX_AGE_MS), KAFKA_WRITE_TIMEOUT_MS: '120000' });
+    process.kill(kafka.pid!, 'SIGSTOP');
+    let published = 0;
+    let atReadAhead = 0;
+    let readAheadMs = 0;
+    let atBound = 0;
+    try {
+      const publishing = publishBadges({ url: mosq.url, badges: BADGES, perBadge: PER_BADGE });
+      await b.waitFor('intake paused (read_ahead_bound)', async () => (await b.readyz()).body.intakePaused === 'read_ahead_bound', 30_000);
+      const t0 = Date.now();
+      atReadAhead = await b.metric('mqtt_kafka_in_flight_messages');
+      await b.waitFor('intake paused (in_flight_bound)', async () => (await b.readyz()).body.intakePaused === 'in_flight_bound', 30_000);
+      readAheadMs = Date.now() - t0;
+      atBound = await b.metric('mqtt_kafka_in_flight_messages');
+      process.kill(kafka.pid!, 'SIGCONT');
+      published = await publishing;
+    } finally {
+      process.kill(kafka.pid!, 'SIGCONT');
+    }
+    const result = await drainedAndChecked(b, id, published);
+    console.log(`read-ahead, Kafka frozen: ${JSON.stringify({ published, atReadAhead, readAheadMs, atBound, ...result })}`);
+    expect(atReadAhead).toBe(READ_AHEAD);
+    // Paused there until the oldest message was MAX_AGE_MS old (it arrived just before the pause).
+    expect(readAheadMs).toBeGreaterThanOrEqual(MAX_AGE_MS - 1000);
+    expect(readAheadMs).toBeLessThan(MAX_AGE_MS + 5000);
+    expect(atBound).toBe(500);
     expect(result).toMatchObject({ records: published, lost: 0, duplicates: 0, outOfOrder: 0, connects: 1, reconnectsTotal: 0, unreachableLines: 0 });
     await b.proc.stop('SIGTERM');
   });
