@@ -55,6 +55,17 @@ interface LogLine {
   [k: string]: unknown;
 }
 
+/** Settles every delivered message until `n` have been delivered, then waits for their `n` PUBACKs. */
+async function settleUntil(h: { delivered: InboundMessage[]; source: MqttSource }, broker: FakeBroker, n: number): Promise<void> {
+  const settleAll = () => h.delivered.forEach((m) => h.source.settle(m.seq));
+  while (h.delivered.length < n) {
+    settleAll();
+    await sleep(10);
+  }
+  settleAll();
+  await until(() => broker.packets('puback').length === n, `${n} PUBACKs`);
+}
+
 function harness(broker: FakeBroker, over: Partial<Config['mqtt']> = {}, opts: { state?: MemoryState; settle?: 'now' | 'manual' } = {}) {
   const logs: LogLine[] = [];
   const logger = pino(
@@ -178,13 +189,7 @@ describe('MQTT source: back-pressure without disconnects', () => {
     expect(h.source.state).toBe('subscribed');
     expect(broker.packets('pingreq').length).toBeGreaterThanOrEqual(2);
     // Settle as they come: everything drains on the same connection.
-    const settleAll = () => h.delivered.forEach((m) => h.source.settle(m.seq));
-    while (h.delivered.length < 10) {
-      settleAll();
-      await sleep(10);
-    }
-    settleAll();
-    await until(() => broker.packets('puback').length === 10, '10 PUBACKs');
+    await settleUntil(h, broker, 10);
     expect(broker.packets('puback').map((p) => p.messageId)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     expect(h.source.pauseReason).toBeUndefined();
     expect(broker.conns.length).toBe(1);
@@ -209,13 +214,7 @@ describe('MQTT source: the read-ahead bound (READ_AHEAD_MESSAGES)', () => {
     await until(() => h.delivered.length === 6, 'two more read');
     await sleep(200);
     expect(h.delivered.length).toBe(6);
-    const settleAll = () => h.delivered.forEach((m) => h.source.settle(m.seq));
-    while (h.delivered.length < 12) {
-      settleAll();
-      await sleep(10);
-    }
-    settleAll();
-    await until(() => broker.packets('puback').length === 12, '12 PUBACKs');
+    await settleUntil(h, broker, 12);
     expect(broker.packets('puback').map((p) => p.messageId)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     expect(h.source.pauseReason).toBeUndefined();
   });
@@ -237,13 +236,7 @@ describe('MQTT source: the read-ahead bound (READ_AHEAD_MESSAGES)', () => {
     expect(h.delivered.length).toBe(10);
     expect(h.source.pauseReason).toBe('in_flight_bound');
     // Kafka answers again: everything drains, PUBACKs in order, on the same connection.
-    const settleAll = () => h.delivered.forEach((m) => h.source.settle(m.seq));
-    while (h.delivered.length < 15) {
-      settleAll();
-      await sleep(10);
-    }
-    settleAll();
-    await until(() => broker.packets('puback').length === 15, '15 PUBACKs');
+    await settleUntil(h, broker, 15);
     expect(broker.packets('puback').map((p) => p.messageId)).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
     expect(broker.conns.length).toBe(1);
     expect(h.logs.filter((l) => l.level >= 40)).toEqual([]);
@@ -269,13 +262,7 @@ describe('MQTT source: the read-ahead bound (READ_AHEAD_MESSAGES)', () => {
     await until(() => h.delivered.length === 9, 'read on to the in-flight bound again', 3000);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(150);
     expect(h.source.pauseReason).toBe('in_flight_bound');
-    const settleAll = () => h.delivered.forEach((m) => h.source.settle(m.seq));
-    while (h.delivered.length < 12) {
-      settleAll();
-      await sleep(10);
-    }
-    settleAll();
-    await until(() => broker.packets('puback').length === 12, '12 PUBACKs');
+    await settleUntil(h, broker, 12);
   });
 
   it('is off with READ_AHEAD_MESSAGES=0: only MAX_IN_FLIGHT_MESSAGES holds', async () => {
