@@ -16,7 +16,7 @@ export interface AckEntry {
   readonly generation: number;
   /** Payload bytes, for the in-flight byte bound. */
   readonly bytes: number;
-  /** When it was received (Date.now()), for the read-ahead bound's age. */
+  /** When it was received (performance.now(), monotonic), for the read-ahead bound's age. */
   readonly atMs: number;
   settled: boolean;
 }

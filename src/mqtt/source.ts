@@ -132,7 +132,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     const oldest = tracker.oldestAtMs;
     return oldest !== undefined && now - oldest < config.readAheadMaxAgeMs;
   };
-  const atCapacity = (now = Date.now()): boolean => atHardBound() || readAheadFull(now);
+  const atCapacity = (now = performance.now()): boolean => atHardBound() || readAheadFull(now);
   // Held by the read-ahead bound alone, nothing may settle (Kafka silent): this timer lifts it once
   // the oldest message is old enough. One at a time; when it fires early (the oldest settled
   // meanwhile) it looks again and re-arms.
@@ -174,7 +174,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
 
   const releaseHeld = (): void => {
     if (!heldCallback || intakeStopped) return;
-    const now = Date.now();
+    const now = performance.now();
     if (!atCapacity(now)) release();
     else armReadAheadTimer(now);
   };
@@ -198,7 +198,8 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     }
     // topicAliasMaximum is not sent in CONNECT, so the broker never aliases: packet.topic is whole.
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-    const now = Date.now();
+    // The read-ahead bound's age runs on the monotonic clock: a wall clock stepped back would hold intake.
+    const now = performance.now();
     const seq = tracker.push(qos > 0 && packet.messageId !== undefined ? packet.messageId : -1, generation, payload.length + packet.topic.length, now);
     const removedFilter = removedMatcher.active ? removedMatcher.match(packet.topic) : undefined;
     if (removedFilter !== undefined && removedSeen++ === 0) {
@@ -212,7 +213,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
       qos,
       retain: packet.retain,
       dup: packet.dup,
-      receivedAtMs: now,
+      receivedAtMs: Date.now(),
       userProperties: packet.properties?.userProperties,
       removedFilter,
     };
@@ -582,7 +583,7 @@ export function createMqttSource(config: Config['mqtt'], opts: MqttSourceOptions
     if (heldCallback === undefined) return undefined;
     if (seam?.blocked) return 'mqtt_write_blocked';
     if (tracker.inFlightBytes >= config.maxInFlightBytes && tracker.inFlight < config.maxInFlight) return 'in_flight_bytes_bound';
-    if (tracker.inFlight < config.maxInFlight && readAheadFull(Date.now())) return 'read_ahead_bound';
+    if (tracker.inFlight < config.maxInFlight && readAheadFull(performance.now())) return 'read_ahead_bound';
     return 'in_flight_bound';
   };
 
