@@ -31,6 +31,31 @@ describe('patches/ (patch-package, applied on npm ci)', () => {
     expect(run({}).stderr).toBe('');
   });
 
+  it('@platformatic/kafka compiles an option validator on its first use, not at import, and still rejects bad options', () => {
+    // Counts Ajv compilations (the library's Ajv2020 instance shares this prototype) across the
+    // import, a client that validates nothing (strict is off by default), and clients that do.
+    const script = `
+      const { Ajv2020 } = await import('ajv/dist/2020.js');
+      let n = 0; const compile = Ajv2020.prototype.compile;
+      Ajv2020.prototype.compile = function (...a) { n++; return compile.apply(this, a); };
+      const k = await import('@platformatic/kafka');
+      const out = { atImport: n };
+      await new k.Producer({ clientId: 'a', bootstrapBrokers: ['127.0.0.1:1'] }).close();
+      out.afterDefaultProducer = n;
+      try { new k.Producer({ clientId: 'a', bootstrapBrokers: ['127.0.0.1:1'], strict: true, retries: 'no' }); } catch (e) { out.strict = e.message; }
+      try { new k.Consumer({ clientId: 'a', bootstrapBrokers: ['127.0.0.1:1'], groupId: 7 }); } catch (e) { out.group = e.message; }
+      out.afterValidation = n;
+      process.stdout.write(JSON.stringify(out));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout) as { atImport: number; afterDefaultProducer: number; strict?: string; group?: string; afterValidation: number };
+    expect(out.atImport).toBe(0);
+    expect(out.afterDefaultProducer).toBe(0);
+    expect(out.strict).toMatch(/\/options\/retries must be number/);
+    expect(out.group).toMatch(/\/options\/groupId must be string/);
+    expect(out.afterValidation).toBeGreaterThan(0);
+  });
+
   it('bl reads in place within its first buffer and the same as before across buffers: MQTT packets split at every byte parse alike', () => {
     const require = createRequire(import.meta.url);
     type Parsed = Record<string, unknown>;
