@@ -55,8 +55,10 @@ export async function startBridgeProcess(opts: BridgeProcessOptions): Promise<Br
   const heap = `--max-old-space-size=${process.env.BRIDGE_MAX_OLD_SPACE_MB ?? '160'}`;
   const semiMb = process.env.BRIDGE_SEMI_SPACE_MB ?? '16';
   const semi = [`--max-semi-space-size=${semiMb}`, `--min-semi-space-size=${semiMb}`];
+  // Also as in the image: V8 does not decide to allocate in-flight messages' objects in the old generation.
+  const gc = process.env.BRIDGE_PRETENURING === '1' ? [] : ['--no-allocation-site-pretenuring'];
   // BRIDGE_NODE_FLAGS replaces those defaults entirely (space-separated; bench/memory.ts compares flag sets).
-  const flags = process.env.BRIDGE_NODE_FLAGS !== undefined ? process.env.BRIDGE_NODE_FLAGS.split(' ').filter(Boolean) : [heap, ...semi];
+  const flags = process.env.BRIDGE_NODE_FLAGS !== undefined ? process.env.BRIDGE_NODE_FLAGS.split(' ').filter(Boolean) : [heap, ...semi, ...gc];
   const node = [...flags, ...(opts.nodeArgs ?? [])];
   const args = process.env.BRIDGE_DIST === '1' ? [...node, path.join(repoRoot, 'dist', 'cli.js')] : [...node, '--import', 'tsx', path.join(repoRoot, 'src', 'cli.ts')];
   const proc = ManagedProcess.spawn(process.execPath, args, {
