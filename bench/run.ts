@@ -109,6 +109,26 @@ function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / CLK_TCK;
 }
 
+/** Busy and total CPU seconds of the whole machine so far (/proc/stat: all but idle and iowait). */
+function machineCpu(): { busy: number; cores: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  const cores = readFileSync('/proc/stat', 'utf8').split('\n').filter((l) => /^cpu\d/.test(l)).length;
+  return { busy: (f.reduce((a, b) => a + b, 0) - f[3]! - f[4]!) / 100, cores };
+}
+
+/** Cores busy on average over a phase, and each broker's CPU per message in it. */
+function phaseCpu(start: ReturnType<typeof machineCpu>, wallMs: number, n: number, pids: Record<string, number | undefined>, before: Record<string, number>): string {
+  const busy = (machineCpu().busy - start.busy) / (wallMs / 1000);
+  const per = Object.entries(pids)
+    .filter(([, pid]) => pid !== undefined)
+    .map(([name, pid]) => `${name} ${(((cpuSeconds(pid!) - before[name]!) * 1e6) / n).toFixed(1)} µs`);
+  return `${busy.toFixed(2)} of ${start.cores} cores busy; ${per.join(', ')} per message`;
+}
+
+function cpuOf(pids: Record<string, number | undefined>): Record<string, number> {
+  return Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, pid === undefined ? 0 : cpuSeconds(pid)]));
+}
+
 async function waitMetric(b: BridgeProcess, name: string, pred: (v: number) => boolean, timeoutMs = 600_000, labels?: Record<string, string>): Promise<number> {
   const end = Date.now() + timeoutMs;
   for (;;) {
@@ -134,7 +154,14 @@ async function main(): Promise<void> {
     }
 
     log(`raw Mosquitto QoS 1 pub→sub, ${N} messages`);
+    // Brokers, publisher and bridge share the machine's cores: how busy they were says whether a
+    // phase was bound by CPU, and whose.
+    const brokers = { Mosquitto: mosq.pid, Kafka: kafka.pid };
+    let m0 = machineCpu();
+    let b0 = cpuOf(brokers);
+    const w0 = Date.now();
     results.raw_mosquitto_qos1_msg_s = Math.round(await rawMosquitto(mosq.url, N));
+    results.raw_cpu = phaseCpu(m0, Date.now() - w0, N, { Mosquitto: mosq.pid }, b0);
 
     const env = (topic: string, clientId: string, spool: string): Record<string, string> => ({
       MQTT_BROKER: '127.0.0.1',
@@ -153,10 +180,13 @@ async function main(): Promise<void> {
     const rss1 = rssSampler(b1.proc.pid);
     log(`bridge end to end, ${N} messages`);
     const cpu0 = cpuSeconds(b1.proc.pid);
+    m0 = machineCpu();
+    b0 = cpuOf(brokers);
     const t0 = Date.now();
     await publish(mosq.url, N);
     const t1 = await waitMetric(b1, 'mqtt_kafka_records_written_total', (v) => v >= N);
     const cpu = cpuSeconds(b1.proc.pid) - cpu0;
+    results.e2e_cpu = phaseCpu(m0, t1 - t0, N, brokers, b0);
     results.e2e_qos1_msg_s = Math.round((N * 1000) / (t1 - t0));
     results.bridge_cpu_s_per_100k = Number(((cpu * 100_000) / N).toFixed(2));
     results.bridge_cpu_us_per_msg = Number(((cpu * 1e6) / N).toFixed(1));
@@ -260,6 +290,7 @@ function printTable(r: Record<string, number | string>): void {
     ['raw Mosquitto QoS 1 pub→sub', `${r.raw_mosquitto_qos1_msg_s} msg/s`],
     ['bridge end-to-end QoS 1 (publish → Kafka ack)', `${r.e2e_qos1_msg_s} msg/s`],
     ['  ratio end-to-end / raw', `${r.e2e_to_raw_ratio}`],
+    ['  machine during raw / end to end', `${r.raw_cpu} / ${r.e2e_cpu}`],
     ['bridge CPU (user + system) per 100,000 messages', `${r.bridge_cpu_s_per_100k} s (${r.bridge_cpu_us_per_msg} µs/message)`],
     [`latency publish→Kafka at ${r.latency_rate_msg_s} msg/s p50 / p99 / max`, `${r.latency_p50_ms} / ${r.latency_p99_ms} / ${r.latency_max_ms} ms`],
     ['spool ingest, Kafka down (durable)', `${r.spool_ingest_msg_s} msg/s`],
