@@ -15,6 +15,7 @@
  * Sizes: BENCH_MESSAGES (default 100000), BENCH_SPOOL_RECORDS (default 1000000),
  * BENCH_LATENCY_RATE (default 5000 msg/s) for BENCH_LATENCY_SECONDS (default 10),
  * BENCH_TYPED_MESSAGES (default 50000) for each of the four typed runs (json, avro, avro, json).
+ * BENCH_BRIDGE_ENV: settings for every bridge of the run, e.g. 'KAFKA_WORKERS=2 KAFKA_BATCH_MAX_MESSAGES=1000'.
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -27,6 +28,9 @@ const SPOOL_N = Number(process.env.BENCH_SPOOL_RECORDS ?? 1_000_000);
 const LAT_RATE = Number(process.env.BENCH_LATENCY_RATE ?? 5000);
 const LAT_SECONDS = Number(process.env.BENCH_LATENCY_SECONDS ?? 10);
 const TYPED_N = Number(process.env.BENCH_TYPED_MESSAGES ?? 50_000);
+const bridgeEnv: Record<string, string> = Object.fromEntries(
+  (process.env.BENCH_BRIDGE_ENV ?? '').split(' ').filter((kv) => kv.includes('=')).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+);
 const PAYLOAD_BYTES = 200;
 const BADGES = 500;
 
@@ -173,6 +177,7 @@ async function main(): Promise<void> {
       KAFKA_TOPIC: topic,
       SPOOL_PATH: spool,
       LOG_LEVEL: 'warn',
+      ...bridgeEnv,
     });
 
     // --- bridge, Kafka up, empty spool ---
