@@ -68,8 +68,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe('spool: Kafka outages', () => {
   it('spools during a 15 s Kafka outage and replays within one interval after Kafka is back, complete and in order', async () => {
     const dir = makeTempDir('outage-');
-    // Four workers (the default is one): every one of them must switch to the spool and back.
-    const b = await bridge({ MQTT_CLIENT_ID: 'faults-outage', KAFKA_TOPIC: 'outage', SPOOL_REPLAY_INTERVAL_MS: '10000', KAFKA_WORKERS: '4' }, dir);
+    const b = await bridge({ MQTT_CLIENT_ID: 'faults-outage', KAFKA_TOPIC: 'outage', SPOOL_REPLAY_INTERVAL_MS: '10000' }, dir);
     let outage: Promise<number> | undefined;
     const published = await publishBadges({
       url: mosq.url,

@@ -16,7 +16,7 @@ describe('configuration', () => {
   it('applies the documented defaults', () => {
     const c = loadConfig(base, { hostname: () => 'pod-0' });
     expect(c.mqtt).toMatchObject({ url: 'mqtt://localhost:1883', topics: ['a/#'], clientId: 'pod-0', qos: 1, protocolVersion: 5, maxInFlight: 10000 });
-    expect(c.kafka).toMatchObject({ brokers: ['kafka:9092'], workers: 1, autoCreateTopics: false });
+    expect(c.kafka).toMatchObject({ brokers: ['kafka:9092'], workers: 4, autoCreateTopics: false });
     expect(c.mapping).toMatchObject({ topic: undefined, separator: '_', format: 'raw', dlqTopic: 'mqtt-dead-letter' });
     expect(c.spool).toMatchObject({ replayIntervalMs: 10000, fullPolicy: 'block' });
     expect(c.http.port).toBe(8080);
