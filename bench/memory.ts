@@ -20,6 +20,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import { makeTempDir, repoRoot, startBridgeProcess, startKafka, startMosquitto, stopAll, type BridgeProcess } from '../test/harness/index.js';
+import { settingsFrom } from './lib/settings.js';
 
 const N = Number(process.env.MEM_MESSAGES ?? 100_000);
 const TOPICS = Number(process.env.MEM_TOPICS ?? 100_000);
@@ -224,7 +225,7 @@ async function main(): Promise<void> {
           LOG_LEVEL: 'warn',
           ALLOC_PROFILE_PATH: path.join(sub, 'alloc.heapprofile'),
           // MEM_BRIDGE_ENV: extra variables for the bridge, e.g. 'MALLOC_ARENA_MAX=2 MALLOC_TRIM_THRESHOLD_=131072'.
-          ...Object.fromEntries((process.env.MEM_BRIDGE_ENV ?? '').split(' ').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
+          ...settingsFrom(process.env.MEM_BRIDGE_ENV),
         },
         logDir: sub,
       });

@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import { makeTempDir, startBridgeProcess, startKafka, startMosquitto, stopAll, type BridgeProcess } from '../test/harness/index.js';
+import { settingsFrom } from './lib/settings.js';
 
 const N = Number(process.env.REPLAY_RECORDS ?? 300_000);
 const ROUNDS = Number(process.env.REPLAY_ROUNDS ?? 1);
@@ -54,7 +55,7 @@ async function main(): Promise<void> {
   try {
     await kafka.createTopic('replay', 4);
     process.env.BRIDGE_DIST ??= '1';
-    const extra = Object.fromEntries((process.env.REPLAY_BRIDGE_ENV ?? '').split(' ').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+    const extra = settingsFrom(process.env.REPLAY_BRIDGE_ENV);
     const b = await startBridgeProcess({
       env: {
         MQTT_BROKER: '127.0.0.1',

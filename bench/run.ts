@@ -22,15 +22,14 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import { makeTempDir, repoRoot, startBridgeProcess, startKafka, startMosquitto, startRegistry, stopAll, type BridgeProcess } from '../test/harness/index.js';
+import { settingsFrom } from './lib/settings.js';
 
 const N = Number(process.env.BENCH_MESSAGES ?? 100_000);
 const SPOOL_N = Number(process.env.BENCH_SPOOL_RECORDS ?? 1_000_000);
 const LAT_RATE = Number(process.env.BENCH_LATENCY_RATE ?? 5000);
 const LAT_SECONDS = Number(process.env.BENCH_LATENCY_SECONDS ?? 10);
 const TYPED_N = Number(process.env.BENCH_TYPED_MESSAGES ?? 50_000);
-const bridgeEnv: Record<string, string> = Object.fromEntries(
-  (process.env.BENCH_BRIDGE_ENV ?? '').split(' ').filter((kv) => kv.includes('=')).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
-);
+const bridgeEnv = settingsFrom(process.env.BENCH_BRIDGE_ENV);
 const PAYLOAD_BYTES = 200;
 const BADGES = 500;
 
