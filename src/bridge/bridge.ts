@@ -58,7 +58,7 @@ export class Bridge implements HealthState {
   private transformScheduled = false;
   private closing: Promise<void> | undefined;
   private started = false;
-  private lastMessageAtMs = 0;
+  private lastMessageAt = 0;
   /** Records waiting for a schema id (registry unreachable), and the later records of their keys. */
   private readonly held = new HeldRecords((msg, r) => this.deliver(msg, r));
 
@@ -149,10 +149,10 @@ export class Bridge implements HealthState {
       this.log.error({ err: describeError(err) }, 'drain: unsubscribe failed');
     }
     // Nothing arrived for quietMs since the UNSUBACK: the broker has no more queued for us.
-    this.lastMessageAtMs = Math.max(this.lastMessageAtMs, Date.now());
+    this.lastMessageAt = Math.max(this.lastMessageAt, Date.now());
     let quiet = false;
     while (left() > 0) {
-      if (this.queue.length === 0 && this.source.inFlight === 0 && this.source.unacked === 0 && Date.now() - this.lastMessageAtMs >= opts.quietMs) {
+      if (this.queue.length === 0 && this.source.inFlight === 0 && this.source.unacked === 0 && Date.now() - this.lastMessageAt >= opts.quietMs) {
         quiet = true;
         break;
       }
@@ -175,7 +175,7 @@ export class Bridge implements HealthState {
   }
 
   private enqueue(msg: InboundMessage): void {
-    this.lastMessageAtMs = msg.receivedAtMs;
+    this.lastMessageAt = msg.receivedAtMs;
     this.queue.push(msg);
     if (!this.transformScheduled) {
       this.transformScheduled = true;
@@ -318,6 +318,18 @@ export class Bridge implements HealthState {
       times[i] = e.receivedAtMs;
     }
     if (where) this.parts.telemetry.durable(times, where);
+  }
+
+  // --- activity (src/memory/idle-release.ts) ---
+  /** When the last MQTT message was received (epoch ms; 0 = none yet). */
+  lastMessageAtMs(): number {
+    return this.lastMessageAt;
+  }
+
+  /** True while anything received is not settled yet, or the spool is being written or replayed. */
+  busy(): boolean {
+    if (this.queue.length > 0 || this.held.count > 0 || this.source.inFlight > 0 || this.source.unacked > 0 || this.pool.queued > 0) return true;
+    return this.spool.stats().pending > 0 || this.replayer.active;
   }
 
   // --- health ---

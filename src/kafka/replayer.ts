@@ -104,6 +104,11 @@ export class Replayer {
     if (this.deps.spool.stats().rows > 0 || this.deps.spooling()) void this.runOnce();
   }
 
+  /** True while a replay run is under way. */
+  get active(): boolean {
+    return this.running !== undefined;
+  }
+
   /** One replay run (shared when one is already under way). */
   runOnce(): Promise<void> {
     if (this.stopped) return Promise.resolve();
