@@ -15,6 +15,7 @@ import { buildMqttClientOptions } from './mqtt/tls.js';
 import { redactUrl } from './observability/logger.js';
 import { startHttpServer } from './observability/http.js';
 import { Telemetry } from './observability/telemetry.js';
+import { IDLE_RELEASE_REPEAT_MS, IdleMemoryRelease } from './memory/idle-release.js';
 import { countSpoolRowsOnDisk, openSqliteSpool } from './spool/sqlite-spool.js';
 import { startRegistryFor } from './registry/wiring.js';
 
@@ -89,6 +90,9 @@ export async function runBridge(config: Config, logger: Logger, opts: { transfor
     { mqtt: redactUrl(config.mqtt.url), topics: mqttConfig.topics, routes: config.mapping.routesFile ?? null, clientId: config.mqtt.clientId, sharedGroup: config.mqtt.sharedGroup ?? null, group: sessions ? { name: sessions.group, instance: sessions.instanceId, sessions: sessions.count } : null, kafka: config.kafka.brokers, workers: config.kafka.workers, spool: config.spool.path },
     'bridge starting',
   );
+  // A quiet bridge (a standby replica, a site at night) gives the pages of its last burst back.
+  const idleRelease = new IdleMemoryRelease({ afterMs: config.idleMemoryReleaseMs, repeatMs: IDLE_RELEASE_REPEAT_MS, activity: bridge, logger, onRelease: (ms) => telemetry.idleMemoryReleased(ms) });
+  idleRelease.start();
   // Not awaited: an unreachable broker is a runtime fault reported by /readyz, not a crash.
   bridge.start().catch((err: unknown) => logger.error({ err }, 'MQTT start failed'));
   let stopping: Promise<void> | undefined;
@@ -98,6 +102,7 @@ export async function runBridge(config: Config, logger: Logger, opts: { transfor
     httpPort: http.port,
     stop() {
       stopping ??= (async () => {
+        idleRelease.stop();
         await (draining ?? bridge.close());
         registry?.close();
         await http.server.close();
@@ -105,6 +110,7 @@ export async function runBridge(config: Config, logger: Logger, opts: { transfor
       return stopping;
     },
     drain() {
+      idleRelease.stop();
       draining ??= drainForScaleDown({
         config,
         logger,

@@ -158,6 +158,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, deps: LoadDeps = {}): Config 
     http: { port: v.HEALTH_PORT as number, host: v.HEALTH_HOST as string },
     logLevel: v.LOG_LEVEL as Config['logLevel'],
     shutdownTimeoutMs: v.SHUTDOWN_TIMEOUT_MS as number,
+    idleMemoryReleaseMs: v.IDLE_MEMORY_RELEASE_MS as number,
     sessions,
     warnings,
   };

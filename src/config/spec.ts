@@ -143,6 +143,7 @@ export const VARS: readonly VarSpec[] = [
   { group: 'runtime', env: 'HEALTH_PORT', default: '8080', doc: 'HTTP port for /healthz, /readyz and /metrics.', schema: int(0, 65535) },
   { group: 'runtime', env: 'HEALTH_HOST', default: '0.0.0.0', doc: 'Address the HTTP server listens on.', schema: nonEmpty },
   { group: 'runtime', env: 'LOG_LEVEL', default: 'info', doc: 'trace, debug, info, warn, error or fatal.', schema: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal']) },
+  { group: 'runtime', env: 'IDLE_MEMORY_RELEASE_MS', default: '10000', doc: 'After this long with nothing received and nothing in flight or being replayed, run one memory-reducing garbage collection (50-110 ms measured) that gives the heap pages of the last burst back to the system (idle RSS about 126 to 97 MB), and again every 5 minutes while it stays quiet. 0 turns it off.', schema: int(0, 86_400_000) },
   { group: 'runtime', env: 'SHUTDOWN_TIMEOUT_MS', default: '25000', doc: 'Graceful stop budget (SIGTERM): drain, flush, PUBACK; a second signal forces exit.', schema: int(100) },
 
   // --- Session group (issue 16): MQTT sessions that belong to a group of replicas ---

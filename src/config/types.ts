@@ -97,6 +97,8 @@ export interface Config {
   readonly http: { readonly port: number; readonly host: string };
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
   readonly shutdownTimeoutMs: number;
+  /** IDLE_MEMORY_RELEASE_MS: quiet time before a memory-reducing garbage collection (0 = never; src/memory). */
+  readonly idleMemoryReleaseMs: number;
   /** Set when BRIDGE_GROUP is: the MQTT sessions belong to a group of replicas (src/sessions). */
   readonly sessions?: SessionsConfig | undefined;
   /** Non-fatal findings (unknown variables), logged once at start. */

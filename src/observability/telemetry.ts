@@ -83,6 +83,8 @@ export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetr
   private readonly sessionTakeovers = this.counter('session_takeovers_total', 'With BRIDGE_GROUP: MQTT sessions taken over by this replica (connected and subscribed after the group assigned them here).');
   private readonly sessionTakeoverSeconds = this.histogram('session_takeover_seconds', 'With BRIDGE_GROUP: from the assignment of a session to this replica to its connection being subscribed.');
   private readonly sessionLosses = this.counter('session_losses_total', 'With BRIDGE_GROUP: sessions this replica stopped holding, by reason: revoked (the group moved it; released with its PUBACKs), taken_over (another connection took it, MQTT 5 DISCONNECT 0x8E), stopped (shutdown).', ['reason']);
+  private readonly idleReleases = this.counter('idle_memory_releases_total', 'Memory-reducing garbage collections run while the bridge was quiet (IDLE_MEMORY_RELEASE_MS).');
+  private readonly idleReleaseSeconds = this.counter('idle_memory_release_seconds_total', 'Time spent in those collections (the event loop is paused meanwhile).');
   /** Sparkplug group ids come from MQTT topics: only the first 100 become label values. */
   private readonly groups = new BoundedLabel(100);
 
@@ -293,6 +295,12 @@ export class Telemetry implements MqttTelemetry, WriterTelemetry, ReplayTelemetr
   }
   sessionGroupMember(member: boolean): void {
     this.sessionMember.set(member ? 1 : 0);
+  }
+
+  // --- Memory ---
+  idleMemoryReleased(ms: number): void {
+    this.idleReleases.inc();
+    this.idleReleaseSeconds.inc(ms / 1000);
   }
 
   async metrics(): Promise<string> {
