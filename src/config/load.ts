@@ -123,6 +123,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, deps: LoadDeps = {}): Config 
       brokers: kafkaBrokers,
       clientId: v.KAFKA_CLIENT_ID as string,
       workers: v.KAFKA_WORKERS as number,
+      lingerMs: v.KAFKA_LINGER_MS as number,
       autoCreateTopics: v.KAFKA_AUTO_CREATE_TOPICS as boolean,
       batchMaxMessages: v.KAFKA_BATCH_MAX_MESSAGES as number,
       replayBatchMaxMessages: v.KAFKA_REPLAY_BATCH_MAX_MESSAGES as number,

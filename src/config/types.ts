@@ -53,6 +53,8 @@ export interface Config {
     readonly brokers: readonly string[];
     readonly clientId: string;
     readonly workers: number;
+    /** KAFKA_LINGER_MS: how long a worker waits for another worker's request to finish before sending its own. */
+    readonly lingerMs: number;
     readonly autoCreateTopics: boolean;
     readonly batchMaxMessages: number;
     /** KAFKA_REPLAY_BATCH_MAX_MESSAGES: records per replay page (one produce request). */

@@ -68,10 +68,14 @@ const IN_DOUBT = Symbol('in doubt');
  * (durable, so its messages are PUBACKed without waiting), followed by the queue and later
  * records as above; the spool does not replay in-doubt rows, nor anything behind them. When the
  * delivery succeeds its rows are deleted; when it fails the mark is dropped and replay sends them.
+ *
+ * The workers take turns (KAFKA_LINGER_MS, see Turns): while one worker's request is out,
+ * another waits up to the linger time, or until it has a full batch, before it sends its own.
  */
 export class WriterPool {
   private readonly workers: Worker[];
   private readonly fault: FaultReporter;
+  private readonly turns: Turns;
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -81,7 +85,8 @@ export class WriterPool {
     startSpooling: boolean,
   ) {
     this.fault = deps.kafkaFault ?? kafkaWriteFault(deps.logger);
-    this.workers = Array.from({ length: config.workers }, (_, i) => new Worker(i, config, deps, this.fault, startSpooling ? 'spooling' : 'direct', () => this.reportPath()));
+    this.turns = new Turns(config.workers > 1 ? config.lingerMs : 0);
+    this.workers = Array.from({ length: config.workers }, (_, i) => new Worker(i, config, deps, this.fault, this.turns, startSpooling ? 'spooling' : 'direct', () => this.reportPath()));
     this.reportPath();
   }
 
@@ -139,6 +144,8 @@ export class WriterPool {
    */
   close(deadlineMs: number): Promise<void> {
     this.closing ??= (async () => {
+      // No more waiting for turns: every worker sends what it holds now.
+      this.turns.stopLingering();
       await Promise.all(this.workers.map((w) => w.drain(deadlineMs)));
       await Promise.all(this.workers.map((w) => w.close()));
     })();
@@ -146,9 +153,74 @@ export class WriterPool {
   }
 }
 
+/**
+ * Turn-taking between the workers (KAFKA_LINGER_MS). A worker may send when no other worker's
+ * request is in flight; otherwise it waits until the last one comes back (the waiter that
+ * started waiting first goes next), until its queue holds a full batch, or until it has
+ * waited `lingerMs`, whichever comes first. With Kafka close by, requests come back well
+ * within the linger time and the workers send one after the other: each request carries what
+ * its worker gathered meanwhile, so the pool makes about as many requests as one worker would
+ * (fewer, larger requests cost less CPU in the bridge and in Kafka). With Kafka far away the
+ * waits run out and the requests overlap, one per worker, as without turns. A worker's own
+ * records are still sent in order with at most one request in flight, so per-key order is
+ * untouched; turns only decide when a batch leaves.
+ */
+class Turns {
+  private inFlight = 0;
+  private readonly waiting: Worker[] = [];
+  private lingering: boolean;
+
+  constructor(private readonly lingerMs: number) {
+    this.lingering = lingerMs > 0;
+  }
+
+  /** Starts a turn at once if the worker may send now; false: call wait(). */
+  tryStart(): boolean {
+    if (this.lingering && this.inFlight > 0) return false;
+    this.inFlight++;
+    return true;
+  }
+
+  /** Resolves when `w` may send (its turn has started). */
+  wait(w: Worker): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.waiting.push(w);
+      w.turnWaiter = { resolve, timer: setTimeout(() => this.grant(w), this.lingerMs) };
+    });
+  }
+
+  /** Starts `w`'s turn now (its wait ran out, or it holds a full batch). */
+  grant(w: Worker): void {
+    const waiter = w.turnWaiter;
+    if (!waiter) return;
+    w.turnWaiter = undefined;
+    clearTimeout(waiter.timer);
+    const i = this.waiting.indexOf(w);
+    if (i >= 0) this.waiting.splice(i, 1);
+    this.inFlight++;
+    waiter.resolve();
+  }
+
+  /** A turn is over (its request came back, or was given up for the spool). */
+  end(): void {
+    this.inFlight--;
+    if (this.inFlight === 0 && this.waiting.length > 0) this.grant(this.waiting[0]!);
+  }
+
+  /** At shutdown: every waiting worker sends now, and later ones do not wait. */
+  stopLingering(): void {
+    this.lingering = false;
+    while (this.waiting.length > 0) this.grant(this.waiting[0]!);
+  }
+}
+
 class Worker {
   private queue: Pending[] = [];
   private head = 0;
+  /** Bytes of the records queued (not yet taken into a batch). */
+  private queuedBytes = 0;
+  /** Set while the worker waits for its turn (see Turns). */
+  turnWaiter: { resolve: () => void; timer: NodeJS.Timeout } | undefined;
   private running: Promise<void> | undefined;
   private readonly client: KafkaProducerClient;
   private readonly log: Logger;
@@ -163,6 +235,7 @@ class Worker {
     private readonly config: Config['kafka'],
     private readonly deps: WriterPoolDeps,
     private readonly fault: FaultReporter,
+    private readonly turns: Turns,
     public path: WritePath,
     private readonly onPathChange: () => void,
   ) {
@@ -189,6 +262,9 @@ class Worker {
       return;
     }
     this.queue.push(entry);
+    this.queuedBytes += entry.bytes;
+    // A full batch does not wait for its turn.
+    if (this.turnWaiter && (this.queued >= this.config.batchMaxMessages || this.queuedBytes >= this.config.batchMaxBytes)) this.turns.grant(this);
     this.running ??= this.run();
   }
 
@@ -213,6 +289,7 @@ class Worker {
     }
     const batch = this.queue.slice(this.head, end);
     this.head = end;
+    this.queuedBytes -= bytes;
     if (this.head === this.queue.length) {
       this.queue = [];
       this.head = 0;
@@ -226,8 +303,14 @@ class Worker {
   private async run(): Promise<void> {
     try {
       while (this.queued > 0 && this.path === 'direct') {
-        const batch = this.takeBatch();
-        const unsent = await this.write(batch);
+        if (!this.turns.tryStart()) await this.turns.wait(this);
+        let unsent: Pending[] = [];
+        try {
+          // Nothing left after the wait (given up at the shutdown deadline): no empty request.
+          if (this.queued > 0) unsent = await this.write(this.takeBatch());
+        } finally {
+          this.turns.end();
+        }
         // A batch left in doubt switched the worker to spooling: the queue goes behind it.
         if (unsent.length > 0 || (this.path as WritePath) === 'spooling') this.spoolFrom(unsent);
       }
@@ -353,6 +436,7 @@ class Worker {
     if (this.abandoned) return;
     const rest = this.queue.slice(this.head);
     this.queue = [];
+    this.queuedBytes = 0;
     this.head = 0;
     if (this.path !== 'spooling') {
       this.path = 'spooling';
@@ -390,6 +474,7 @@ class Worker {
       this.abandoned = true;
       this.log.warn({ records: this.queued }, 'shutdown deadline: a Kafka write is still pending; leaving its records and those queued behind it unacknowledged');
       this.queue = [];
+      this.queuedBytes = 0;
       this.head = 0;
       return;
     }
@@ -398,6 +483,7 @@ class Worker {
       this.log.info({ records: this.queued }, 'shutdown: spooling records still queued');
       const rest = this.queue.slice(this.head);
       this.queue = [];
+      this.queuedBytes = 0;
       this.head = 0;
       this.appendToSpool(rest);
     }

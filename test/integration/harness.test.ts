@@ -74,7 +74,7 @@ describe('real-broker harness', () => {
     await kafka.createTopic('harness-connect', 1);
     const lines: { level: number; msg: string }[] = [];
     const logger = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as { level: number; msg: string }) });
-    const cfg = { brokers: [kafka.bootstrap], clientId: 'harness-connect', workers: 1, autoCreateTopics: false, batchMaxMessages: 100, replayBatchMaxMessages: 100, batchMaxBytes: 100_000, writeTimeoutMs: 10_000, deliveryTimeoutMs: 30_000, connectTimeoutMs: 2000, compression: 'none' as const };
+    const cfg = { brokers: [kafka.bootstrap], clientId: 'harness-connect', workers: 1, lingerMs: 0, autoCreateTopics: false, batchMaxMessages: 100, replayBatchMaxMessages: 100, batchMaxBytes: 100_000, writeTimeoutMs: 10_000, deliveryTimeoutMs: 30_000, connectTimeoutMs: 2000, compression: 'none' as const };
     const notSetUp = () => lines.filter((l) => /not set up before its first write/.test(l.msg));
     const factory = createKafkaFactory(cfg, { logger });
     try {
@@ -100,7 +100,7 @@ describe('real-broker harness', () => {
   it('kafka: produce with the bridge\'s client, read back with kcat, survive stop/start', async () => {
     await kafka.createTopic('harness-topic', 1);
     const factory = createKafkaFactory(
-      { brokers: [kafka.bootstrap], clientId: 'harness-test', workers: 1, autoCreateTopics: false, batchMaxMessages: 100, replayBatchMaxMessages: 100, batchMaxBytes: 100_000, writeTimeoutMs: 10_000, deliveryTimeoutMs: 30_000, connectTimeoutMs: 5000, compression: 'none' },
+      { brokers: [kafka.bootstrap], clientId: 'harness-test', workers: 1, lingerMs: 0, autoCreateTopics: false, batchMaxMessages: 100, replayBatchMaxMessages: 100, batchMaxBytes: 100_000, writeTimeoutMs: 10_000, deliveryTimeoutMs: 30_000, connectTimeoutMs: 5000, compression: 'none' },
       { logger: pino({ level: 'silent' }) },
     );
     try {
@@ -142,7 +142,7 @@ describe('real-broker harness', () => {
     const md = await withAdminAt(path.bootstrap, (admin) => admin.metadata({ topics: ['harness-path'], forceUpdate: true }));
     expect([...md.brokers.values()].map((b) => b.port)).toEqual([proxyPort]);
 
-    const cfg = { brokers: [path.bootstrap], clientId: 'harness-path', workers: 1, autoCreateTopics: false, batchMaxMessages: 100, replayBatchMaxMessages: 100, batchMaxBytes: 100_000, writeTimeoutMs: 4000, deliveryTimeoutMs: 30_000, connectTimeoutMs: 1000, compression: 'none' as const };
+    const cfg = { brokers: [path.bootstrap], clientId: 'harness-path', workers: 1, lingerMs: 0, autoCreateTopics: false, batchMaxMessages: 100, replayBatchMaxMessages: 100, batchMaxBytes: 100_000, writeTimeoutMs: 4000, deliveryTimeoutMs: 30_000, connectTimeoutMs: 1000, compression: 'none' as const };
     const factory = createKafkaFactory(cfg, { logger: pino({ level: 'silent' }) });
     try {
       const c = factory.create('path');

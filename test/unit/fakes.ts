@@ -117,6 +117,7 @@ export function kafkaConfig(over: Partial<Config['kafka']> = {}): Config['kafka'
     brokers: ['127.0.0.1:9092'],
     clientId: 'test',
     workers: 2,
+    lingerMs: 0,
     autoCreateTopics: false,
     batchMaxMessages: 1000,
     replayBatchMaxMessages: 1000,

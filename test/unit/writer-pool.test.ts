@@ -214,6 +214,157 @@ describe('writer pool: batching', () => {
   });
 });
 
+describe('writer pool: workers take turns (KAFKA_LINGER_MS)', () => {
+  const fakeTimers = (): void => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+  };
+  /** Requests in flight over all the pool's clients. */
+  const inFlight = (h: ReturnType<typeof harness>): number => [...h.clients.values()].reduce((n, c) => n + c.inFlight, 0);
+
+  it("waits while another worker's request is out, then sends what it gathered as ONE batch", async () => {
+    fakeTimers();
+    const h = harness({ workers: 2, lingerMs: 50 });
+    const [k0] = keysFor(0, 2);
+    const [k1] = keysFor(1, 2);
+    h.client(0).mode = 'hang';
+    const a = entry(k0!);
+    const bs = [entry(k1!), entry(k1!), entry(k1!)];
+    h.pool.submit(a);
+    for (const b of bs) h.pool.submit(b);
+    expect(h.client(0).batches.map(recIds)).toEqual([[a.id]]);
+    expect(h.client(1).batches).toEqual([]);
+    await vi.advanceTimersByTimeAsync(49);
+    expect(h.client(1).batches).toEqual([]);
+    // The request comes back within the linger time: the waiting worker goes next, at once.
+    h.client(0).release();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(h.client(1).batches.map(recIds)).toEqual([ids(bs)]);
+    expect(ids(h.written)).toEqual([a.id, ...ids(bs)]);
+  });
+
+  it('waits no longer than KAFKA_LINGER_MS: with Kafka slow, each worker gets its own request in flight', async () => {
+    fakeTimers();
+    const h = harness({ workers: 3, lingerMs: 50 });
+    for (const i of [0, 1, 2]) h.client(i).mode = 'hang';
+    const es = [0, 1, 2].map((w) => entry(keysFor(w, 3)[0]!));
+    for (const e of es) h.pool.submit(e);
+    expect(inFlight(h)).toBe(1);
+    await vi.advanceTimersByTimeAsync(49);
+    expect(inFlight(h)).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(inFlight(h)).toBe(3);
+    for (const i of [0, 1, 2]) h.client(i).release();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(ids(h.written).sort()).toEqual(ids(es).sort());
+  });
+
+  it('sends a full batch (KAFKA_BATCH_MAX_MESSAGES or KAFKA_BATCH_MAX_BYTES) without waiting', async () => {
+    fakeTimers();
+    const h = harness({ workers: 2, lingerMs: 1000, batchMaxMessages: 3, batchMaxBytes: 10_000 });
+    const [k0] = keysFor(0, 2);
+    const [k1] = keysFor(1, 2);
+    h.client(0).mode = 'hang';
+    h.client(1).mode = 'hang';
+    h.pool.submit(entry(k0!));
+    const bs = [entry(k1!), entry(k1!)];
+    for (const b of bs) h.pool.submit(b);
+    expect(h.client(1).batches).toEqual([]);
+    const third = entry(k1!);
+    h.pool.submit(third);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(h.client(1).batches.map(recIds)).toEqual([ids([...bs, third])]);
+    // By bytes: two records of 6,000 bytes reach 10,000 while worker 1 waits behind worker 0.
+    h.client(1).release();
+    await vi.advanceTimersByTimeAsync(0);
+    const big = [entry(k1!, 6000), entry(k1!, 6000)];
+    h.pool.submit(big[0]!);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(h.client(1).batches).toHaveLength(1);
+    h.pool.submit(big[1]!);
+    await vi.advanceTimersByTimeAsync(0);
+    // The batch bound still applies: the full queue leaves as two requests, one after the other.
+    expect(h.client(1).batches.map(recIds).slice(1)).toEqual([[big[0]!.id]]);
+  });
+
+  it('gives the next turn to the worker that started waiting first', async () => {
+    fakeTimers();
+    const h = harness({ workers: 3, lingerMs: 1000 });
+    for (const i of [0, 1, 2]) h.client(i).mode = 'hang';
+    const [a, b, c] = [0, 2, 1].map((w) => entry(keysFor(w, 3)[0]!));
+    h.pool.submit(a!); // worker 0 sends
+    h.pool.submit(b!); // worker 2 waits first
+    h.pool.submit(c!); // worker 1 waits second
+    h.client(0).release();
+    await vi.advanceTimersByTimeAsync(0);
+    expect([h.client(2).batches.length, h.client(1).batches.length]).toEqual([1, 0]);
+    h.client(2).release();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(h.client(1).batches.map(recIds)).toEqual([[c!.id]]);
+    expect(inFlight(h)).toBe(1);
+  });
+
+  it('keeps per-key order and one request per worker while turns shape the batches', async () => {
+    fakeTimers();
+    const h = harness({ workers: 4, lingerMs: 20, batchMaxMessages: 7 });
+    for (const i of [0, 1, 2, 3]) h.client(i).mode = 'hang';
+    let seed = 7;
+    const rnd = (n: number): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+    const keys = [0, 1, 2, 3].flatMap((w) => keysFor(w, 4, 3));
+    const submitted: Pending[] = [];
+    for (let step = 0; step < 400; step++) {
+      const r = rnd(10);
+      if (r < 6) {
+        const e = entry(keys[rnd(keys.length)]!);
+        submitted.push(e);
+        h.pool.submit(e);
+      } else if (r < 9) {
+        const c = h.client(rnd(4));
+        if (c.hung.length > 0) c.release();
+        await vi.advanceTimersByTimeAsync(0);
+      } else {
+        await vi.advanceTimersByTimeAsync(rnd(25));
+      }
+    }
+    for (let guard = 0; guard < 500 && h.written.length < submitted.length; guard++) {
+      for (const i of [0, 1, 2, 3]) if (h.client(i).hung.length > 0) h.client(i).release();
+      await vi.advanceTimersByTimeAsync(5);
+    }
+    expect(ids(h.written).sort()).toEqual(ids(submitted).sort());
+    for (const i of [0, 1, 2, 3]) expect(h.client(i).maxInFlight).toBe(1);
+    const byKey = new Map<string, number[]>();
+    for (const e of h.written) (byKey.get(e.record.key!) ?? byKey.set(e.record.key!, []).get(e.record.key!)!).push(e.seq);
+    for (const seqs of byKey.values()) expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
+  });
+
+  it('at close, waiting workers send at once', async () => {
+    fakeTimers();
+    const h = harness({ workers: 2, lingerMs: 10_000 });
+    const [k0] = keysFor(0, 2);
+    const [k1] = keysFor(1, 2);
+    h.client(0).mode = 'hang';
+    h.pool.submit(entry(k0!));
+    const b = entry(k1!);
+    h.pool.submit(b);
+    expect(h.client(1).batches).toEqual([]);
+    void h.pool.close(Date.now() + 60_000);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(h.client(1).batches.map(recIds)).toEqual([[b.id]]);
+  });
+
+  it('KAFKA_LINGER_MS=0, or one worker: nothing waits', async () => {
+    const h = harness({ workers: 2, lingerMs: 0 });
+    h.client(0).mode = 'hang';
+    h.client(1).mode = 'hang';
+    h.pool.submit(entry(keysFor(0, 2)[0]!));
+    h.pool.submit(entry(keysFor(1, 2)[0]!));
+    expect(inFlight(h)).toBe(2);
+    const one = harness({ workers: 1, lingerMs: 1000 });
+    one.client(0).mode = 'hang';
+    one.pool.submit(entry('k'));
+    expect(one.client(0).batches).toHaveLength(1);
+  });
+});
+
 describe('writer pool: failure switches a worker to the spool', () => {
   it('spools the failed batch, then its queue, then later submits, in exactly that order, acknowledging none of them', async () => {
     const h = harness({ workers: 1 });
