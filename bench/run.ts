@@ -195,6 +195,7 @@ async function main(): Promise<void> {
     results.bridge_cpu_s_per_100k = Number(((cpu * 100_000) / N).toFixed(2));
     results.bridge_cpu_us_per_msg = Number(((cpu * 1e6) / N).toFixed(1));
     results.e2e_to_raw_ratio = Number((results.e2e_qos1_msg_s / (results.raw_mosquitto_qos1_msg_s as number)).toFixed(3));
+    results.e2e_produce_requests = await b1.metric('mqtt_kafka_produce_latency_seconds_count', { path: 'direct' });
 
     // --- typed records: the same route as json and as avro, one after the other ---
     const typedDir = path.join(dir, 'typed');
@@ -243,9 +244,11 @@ async function main(): Promise<void> {
     const recs = await kafka.readTopic('bench-latency', { expected: latN, timeoutMs: 120_000 });
     const lat = recs.map((r) => r.timestamp - (JSON.parse(r.value!) as { ts: number }).ts).sort((a, b) => a - b);
     results.latency_rate_msg_s = LAT_RATE;
+    results.latency_records = latN;
     results.latency_p50_ms = quantile(lat, 0.5);
     results.latency_p99_ms = quantile(lat, 0.99);
     results.latency_max_ms = lat[lat.length - 1] ?? NaN;
+    results.latency_produce_requests = await b2.metric('mqtt_kafka_produce_latency_seconds_count', { path: 'direct' });
     results.peak_rss_mb_empty_spool = Number(Math.max(rss1.peakMb(), rss2.peakMb()).toFixed(1));
     rss2.stop();
     await b2.proc.stop('SIGTERM');
@@ -296,7 +299,9 @@ function printTable(r: Record<string, number | string>): void {
     ['  ratio end-to-end / raw', `${r.e2e_to_raw_ratio}`],
     ['  machine during raw / end to end', `${r.raw_cpu} / ${r.e2e_cpu}`],
     ['bridge CPU (user + system) per 100,000 messages', `${r.bridge_cpu_s_per_100k} s (${r.bridge_cpu_us_per_msg} µs/message)`],
+    ['  produce requests, records per request', perRequest(r.e2e_produce_requests, r.messages)],
     [`latency publish→Kafka at ${r.latency_rate_msg_s} msg/s p50 / p99 / max`, `${r.latency_p50_ms} / ${r.latency_p99_ms} / ${r.latency_max_ms} ms`],
+    ['  produce requests, records per request', perRequest(r.latency_produce_requests, r.latency_records)],
     ['spool ingest, Kafka down (durable)', `${r.spool_ingest_msg_s} msg/s`],
     [`replay after Kafka returns (${r.spool_records} records)`, `${r.replay_records_s} records/s, drained in ${r.drain_seconds} s`],
     ['spool file size', `${r.spool_file_mb} MB`],
@@ -310,6 +315,13 @@ function printTable(r: Record<string, number | string>): void {
   const w = Math.max(...rows.map(([k]) => k.length));
   process.stdout.write(`\n| ${'measure'.padEnd(w)} | value |\n|${'-'.repeat(w + 2)}|-------|\n`);
   for (const [k, v] of rows) process.stdout.write(`| ${k.padEnd(w)} | ${v} |\n`);
+}
+
+/** "1,234 requests, 81.0 records per request": how the writer pool cut the records into requests. */
+function perRequest(requests: number | string | undefined, records: number | string | undefined): string {
+  const q = Number(requests);
+  const n = Number(records);
+  return `${q.toLocaleString('en-US')} requests, ${(n / Math.max(1, q)).toFixed(1)} records per request`;
 }
 
 main().catch(async (err: unknown) => {
