@@ -19,6 +19,9 @@ import {
 const BADGES = 500;
 const PER_BADGE = 40; // 20,000 messages
 
+/** KAFKA_LINGER_MS values compared at one steady rate. */
+const LINGERS = ['0', '50'] as const;
+
 let mosq: Mosquitto;
 let kafka: Kafka;
 const bridges: BridgeProcess[] = [];
@@ -29,6 +32,7 @@ beforeAll(async () => {
   await kafka.createTopic('badges-kill', 6);
   await kafka.createTopic('badges-envelope', 3);
   await kafka.createTopic('mqtt-dead-letter', 1);
+  for (const l of LINGERS) await kafka.createTopic(`badges-linger-${l}`, 6);
 });
 
 afterAll(async () => {
@@ -150,5 +154,32 @@ describe('bridge end to end (QoS 1, Kafka up)', () => {
     // Duplicates are allowed (at-least-once) and reported, not hidden.
     console.log(`kill -9 run: ${records.length} records for ${published} messages, ${check.duplicates} duplicates`);
     await b.proc.stop('SIGTERM');
+  });
+});
+
+describe('workers taking turns (KAFKA_LINGER_MS)', () => {
+  it('at full speed: complete and in per-badge order, with fewer produce requests than without turns', async () => {
+    const badges = 100;
+    const perBadge = 200; // 20,000 messages
+    const requests: Record<string, number> = {};
+    for (const linger of LINGERS) {
+      const topic = `badges-linger-${linger}`;
+      const b = await bridge({ MQTT_CLIENT_ID: `e2e-linger-${linger}`, KAFKA_TOPIC: topic, KAFKA_LINGER_MS: linger });
+      const published = await publishBadges({ url: mosq.url, badges, perBadge });
+      await b.waitFor('all written', async () => (await b.metric('mqtt_kafka_records_written_total')) >= published);
+      const records = await kafka.readTopic(topic, { expected: published, timeoutMs: 60_000 });
+      const check = checkBadges(records, badges, perBadge);
+      expect(check.missing).toEqual([]);
+      expect(check.outOfOrder).toEqual([]);
+      expect(check.duplicates).toBe(0);
+      expect(await b.metric('mqtt_kafka_write_errors_total')).toBe(0);
+      requests[linger] = await b.metric('mqtt_kafka_produce_latency_seconds_count', { path: 'direct' });
+      await b.proc.stop('SIGTERM');
+    }
+    console.log(`produce requests for ${badges * perBadge} messages at full speed: ${LINGERS.map((l) => `KAFKA_LINGER_MS=${l} ${requests[l]}`).join(', ')}`);
+    // At full speed four workers without turns cut the stream into about four times as many
+    // requests as one worker; with turns they send fewer (0.6 of them in the runs here).
+    expect(requests['50']!).toBeGreaterThan(0);
+    expect(requests['50']!).toBeLessThan(0.8 * requests['0']!);
   });
 });
