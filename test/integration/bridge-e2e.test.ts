@@ -19,7 +19,7 @@ import {
 const BADGES = 500;
 const PER_BADGE = 40; // 20,000 messages
 
-/** KAFKA_LINGER_MS values compared at one steady rate. */
+/** KAFKA_LINGER_MS values compared, each with its own bridge and topic, at full speed. */
 const LINGERS = ['0', '50'] as const;
 
 let mosq: Mosquitto;
